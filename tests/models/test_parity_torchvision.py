@@ -1,0 +1,50 @@
+"""Ported torchvision weights give torchvision's numbers: logits and every tap, fp32, eval mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tljax.models as models
+from tests.models.torch_oracle import relative_error, resnet_taps, torchvision_model, vgg_taps
+from tljax.weights.porting import port_state_dict
+
+TOLERANCE = 1e-5  # max |ours - torch| / max |torch|, per tap
+SIZES = [(224, 224), (97, 131)]  # the standard size and an odd, non-square one
+
+VGG = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+RESNET = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+
+
+def _inputs(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((2, 3, height, width)).astype(np.float32)
+
+
+def _check_all_taps(name: str, reference_taps, torch_model, size) -> None:
+    flax_model = models.get(name)
+    variables, _ = port_state_dict(
+        {k: v.numpy() for k, v in torch_model.state_dict().items()}, flax_model
+    )
+    x = _inputs(*size)
+    reference = reference_taps(torch_model, torch.from_numpy(x))
+    names = models.tap_names(flax_model)
+    assert set(reference) == set(names), set(reference) ^ set(names)
+    ours = flax_model.apply(variables, x.transpose(0, 2, 3, 1), taps=names)
+    errors = {tap: relative_error(ours[tap], reference[tap]) for tap in names}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= TOLERANCE, f"{name} {size}: tap {worst} off by {errors[worst]:.2e}"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", VGG)
+def test_vgg_matches_torchvision(name, size):
+    torch_model = torchvision_model(name)
+    depth, bn = int(name[3:5]), name.endswith("_bn")
+    _check_all_taps(name, lambda m, x: vgg_taps(m, depth, bn, x), torch_model, size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", RESNET)
+def test_resnet_matches_torchvision(name, size):
+    _check_all_taps(name, resnet_taps, torchvision_model(name), size)

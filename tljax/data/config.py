@@ -1,0 +1,69 @@
+"""`default_data_config()`: every key the data code reads, with its meaning, locked against typos."""
+
+from __future__ import annotations
+
+import ml_collections
+
+SOURCES = ("fashion_mnist", "mnist", "image_folder", "tfds")
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """The data section of a training config, locked: setting an unknown key raises.
+
+    Keys:
+      source: one of "fashion_mnist", "mnist", "image_folder", "tfds".
+      root: folder of the data. IDX sources: the four (optionally .gz) IDX files, None = the Debian
+        Fashion-MNIST folder. image_folder: one sub-folder per class, or train/ [val/] [test/] split
+        folders each holding class sub-folders. tfds: the tfds data_dir (None = tfds default).
+      name: tfds dataset name (e.g. "cifar10"); train_split / val_split / test_split name tfds splits
+        (val_split None = carve from train).
+      image_key, label_key: feature names in tfds examples.
+      image_size: final square side; None = the weights' crop. resize_size: shorter side before the
+        centre crop; None = image_size × the weights' resize/crop ratio (equal to image_size = no crop).
+      interpolation: None = the weights' choice ("bilinear", "bicubic", ...).
+      train_per_class: few-shot, N seeded examples per class from train (None = all). Larger N with the
+        same seed gives a superset.
+      val_per_class / val_fraction: validation carved from train (stratified, seeded) when there is no
+        val split; with a val split, val_per_class subsamples it. Both unset = no validation (val None).
+      test_fraction: image_folder without split folders: the share carved out as test.
+      test_per_class: subsample the test split (None = all; keep None for reported numbers).
+      num_workers: decode threads per iterator (threads, not processes: PIL releases the GIL, and
+        run-time skips are counted in one shared report). prefetch_batches: batches buffered ahead.
+      verify_images: PIL header check of every file at index time (bad files are counted up front).
+      augment: training augmentation (see tljax.data.augment); enabled=False trains on centre crops.
+    """
+    config = ml_collections.ConfigDict()
+    config.source = "fashion_mnist"
+    config.root = ml_collections.config_dict.placeholder(str)
+    config.name = ml_collections.config_dict.placeholder(str)
+    config.train_split = "train"
+    config.val_split = ml_collections.config_dict.placeholder(str)
+    config.test_split = "test"
+    config.image_key = "image"
+    config.label_key = "label"
+
+    config.image_size = ml_collections.config_dict.placeholder(int)
+    config.resize_size = ml_collections.config_dict.placeholder(int)
+    config.interpolation = ml_collections.config_dict.placeholder(str)
+
+    config.train_per_class = ml_collections.config_dict.placeholder(int)
+    config.val_per_class = ml_collections.config_dict.placeholder(int)
+    config.val_fraction = 0.0
+    config.test_fraction = 0.2
+    config.test_per_class = ml_collections.config_dict.placeholder(int)
+
+    config.num_workers = 2
+    config.prefetch_batches = 2
+    config.verify_images = True
+
+    config.augment = ml_collections.ConfigDict()
+    config.augment.enabled = True
+    config.augment.random_resized_crop = True
+    config.augment.scale = (0.08, 1.0)
+    config.augment.ratio = (3 / 4, 4 / 3)
+    config.augment.hflip_prob = 0.5
+    config.augment.example_ops = ("hflip",)
+    config.augment.batch_ops = ()
+
+    config.lock()
+    return config

@@ -1,0 +1,122 @@
+"""Decoding one image file of any common kind into 8-bit gray or RGB, the way a messy folder needs.
+
+Kept apart from the pipeline so it can be tested on single files with known answers (EXIF rotation,
+16-bit scaling) and so the index-time header check and the run-time decode share one definition of
+"an image we accept".
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Lower-case suffixes we try to read; anything else in a class folder is ignored without counting
+# (README.txt, .csv labels, Thumbs.db are normal in real folders).
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+)
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def is_hidden(name: str) -> bool:
+    """Dot files (.DS_Store, AppleDouble `._x.jpg`) and tool folders (`__MACOSX`) are never data."""
+    return name.startswith(".") or name.startswith("__")
+
+
+def has_image_extension(name: str) -> bool:
+    """Case-insensitive extension check, so `IMG_0001.JPG` from a camera counts."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def verify_header(path: str) -> str | None:
+    """Cheap index-time check: None if PIL can identify the file and `verify()` passes, else the reason.
+
+    `verify` reads the header (and for PNG the chunk CRCs) without decoding pixels; a truncated JPEG still
+    passes and is caught by the run-time guard instead.
+    """
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:  # PIL raises many types (SyntaxError, OSError, struct.error, ...)
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _sixteen_bit_to_gray8(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float gray to 8 bits; PIL's own convert("L") clips at 255 instead."""
+    array = np.asarray(image)
+    if image.mode == "F":
+        # Floats in 0..1 are the usual convention; anything larger is taken as already 0..255.
+        scale = 255.0 if float(np.nanmax(array, initial=0.0)) <= 1.0 else 1.0
+        array8 = np.clip(np.nan_to_num(array) * scale, 0, 255).round()
+    elif image.mode.startswith("I;16") or int(array.max(initial=0)) > 255:
+        array8 = np.clip(array.astype(np.int64) >> 8, 0, 255)
+    else:  # mode "I" whose values already fit in 8 bits
+        array8 = np.clip(array, 0, 255)
+    return Image.fromarray(array8.astype(np.uint8), mode="L")
+
+
+def to_gray_or_rgb(image: Image.Image) -> Image.Image:
+    """Return `image` in mode "L" or "RGB": alpha dropped, palette expanded, CMYK/YCbCr converted.
+
+    Gray stays one channel here because resizing one channel is 3× cheaper; it is replicated to 3 channels
+    after the resize. Raises ValueError for modes PIL cannot convert (the caller skips and counts).
+    """
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode == "P":
+        # Palette with transparency must go through RGBA, else PIL warns and may pick a wrong colour.
+        has_alpha = "transparency" in image.info
+        return image.convert("RGBA" if has_alpha else "RGB").convert("RGB")
+    if mode in ("LA", "La", "PA"):
+        return image.convert("RGBA").convert("L") if mode == "PA" else image.convert("L")
+    if mode.startswith("I") or mode == "F":
+        return _sixteen_bit_to_gray8(image)
+    try:
+        return image.convert("RGB")  # RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV
+    except (ValueError, OSError) as error:
+        raise ValueError(f"cannot convert mode {mode} to RGB: {error}") from error
+
+
+def open_image(path: str, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Fully decode `path`, apply its EXIF orientation and return it in mode "L" or "RGB".
+
+    `draft_size` lets JPEG decode at a reduced scale (a power-of-two DCT shortcut) when the picture is
+    much larger than what the pipeline keeps; PIL never goes below the requested size. Raises on any
+    failure: the pipeline's guard decides to skip and count.
+    """
+    with Image.open(path) as image:
+        if draft_size is not None and image.format == "JPEG":
+            # The draft must stay ≥ the target after a possible 90° EXIF rotation: ask for the square.
+            side = max(draft_size)
+            image.draft("RGB" if image.mode != "L" else "L", (side, side))
+        image.load()
+        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
+        return to_gray_or_rgb(image)
+
+
+def load_image(path: str) -> np.ndarray:
+    """Decode `path` to `uint8 [H, W, 3]` RGB (gray replicated), EXIF orientation applied."""
+    image = open_image(path)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return array

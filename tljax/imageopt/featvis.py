@@ -1,0 +1,391 @@
+"""Feature visualisation by activation maximisation (Erhan et al.; Olah et al., "Feature Visualization").
+
+Find an image that makes one channel (or one unit) of a tap fire strongly. Plain pixel-space gradient
+ascent produces high-frequency adversarial noise; three standard remedies, as in lucid, make the result
+show what the channel actually responds to:
+
+* **Decorrelated Fourier parameterisation.** The image is `irfft2(spectrum * 1/f)`: scaling each
+  coefficient by the inverse of its spatial frequency whitens the natural-image 1/f spectrum, so the
+  optimiser moves all frequencies at comparable speed instead of mostly the highest.
+* **Colour decorrelation.** The three parameter channels are mixed by the square root of the RGB
+  covariance of natural images (`COLOR_CORRELATION_SQRT`, recomputed from real ImageNet photos by
+  `color_correlation_sqrt`), so steps go along natural colour directions; a sigmoid maps to 0..1.
+* **Robustness transforms.** Every step the network sees the image padded, jittered, scaled and rotated
+  by random amounts (`RobustnessTransforms`), drawn from a seeded key *inside* the compiled step; an image
+  that works under all of them cannot rely on single-pixel patterns.
+
+The optimisation runs through `tljax.imageopt.core.ChunkedLoop`: many steps per compiled `lax.scan`,
+compiled once (its trace counter is returned so tests can assert it), a progress bar between chunks.
+Several channels are optimised together as one batch, each image for its own channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy import ndimage
+
+from tljax.imageopt.core import ChunkedLoop, MeanStd, check_taps, make_taps_fn, parse_tap_spec
+
+Array = jax.Array
+Objective = Literal["channel", "unit"]
+
+__all__ = [
+    "COLOR_CORRELATION_SQRT",
+    "FeatVisResult",
+    "RobustnessTransforms",
+    "channel_grid",
+    "color_correlation_sqrt",
+    "fourier_init",
+    "fourier_to_rgb",
+    "objective_values",
+    "parse_target",
+    "visualize_channels",
+]
+
+# Square root (U·sqrt(S) of the eigendecomposition) of the RGB covariance of the 20 ImageNet validation
+# photos shipped with foolbox, pixels in 0..1; columns: luminance, then two colour-opponent axes.
+# Recompute with `color_correlation_sqrt(foolbox images)` (tests/imageopt/test_featvis.py does). It is
+# within 0.03 of the constant lucid derived from the whole of ImageNet.
+COLOR_CORRELATION_SQRT = np.array(
+    [
+        [0.2263, 0.0712, 0.0386],
+        [0.2374, 0.0114, -0.0628],
+        [0.2395, -0.0786, 0.0258],
+    ],
+    np.float32,
+)
+
+
+def color_correlation_sqrt(images: Iterable[np.ndarray]) -> np.ndarray:
+    """`U · sqrt(S)` of the RGB covariance of `images` ([H, W, 3] in 0..255), columns by decreasing variance.
+
+    Eigenvector signs are fixed so each column sums to a positive number, which makes the result unique
+    (the first column is then the all-positive luminance direction).
+    """
+    pixels = np.concatenate([np.asarray(im, np.float64).reshape(-1, 3) / 255.0 for im in images])
+    eigvals, eigvecs = np.linalg.eigh(np.cov(pixels, rowvar=False))
+    order = np.argsort(eigvals)[::-1]
+    eigvals, eigvecs = eigvals[order], eigvecs[:, order]
+    eigvecs = eigvecs * np.sign(eigvecs.sum(axis=0))
+    return (eigvecs * np.sqrt(np.maximum(eigvals, 0.0))).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parameterisation
+
+
+def _frequencies(h: int, w: int) -> np.ndarray:
+    """Spatial frequency magnitude (cycles/pixel) of every `rfft2` coefficient of an h×w image, [h, w//2+1]."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    return np.sqrt(fx * fx + fy * fy)
+
+
+def fourier_init(key: Array, batch: int, hw: tuple[int, int], sd: float = 0.01) -> Array:
+    """Random Fourier parameters `[B, 2 (real, imag), 3, H, W//2+1]`, small so the start is near gray."""
+    h, w = hw
+    return sd * jax.random.normal(key, (batch, 2, 3, h, w // 2 + 1), jnp.float32)
+
+
+def fourier_to_rgb(
+    params: Array,
+    hw: tuple[int, int],
+    *,
+    decay_power: float = 1.0,
+    decorrelate: bool = True,
+) -> Array:
+    """Fourier parameters → RGB images `[B, H, W, 3]` in (0, 1).
+
+    Coefficients are scaled by `1/f^decay_power` (f floored at one cycle per image) and by `sqrt(H·W)`, so
+    that the map is roughly unitary and learning rates mean the same as in pixel space; the division by 4
+    keeps the pre-sigmoid values of a random start in the sigmoid's linear range (lucid's constant).
+    """
+    h, w = hw
+    freqs = _frequencies(h, w)
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay_power
+    scale = jnp.asarray(scale * math.sqrt(h * w), jnp.float32)
+    spectrum = jax.lax.complex(params[:, 0], params[:, 1]) * scale  # [B, 3, H, W//2+1]
+    image = jnp.fft.irfft2(spectrum, s=(h, w), axes=(-2, -1)) / 4.0  # [B, 3, H, W]
+    image = jnp.transpose(image, (0, 2, 3, 1))  # [B, H, W, 3]
+    if decorrelate:
+        corr = COLOR_CORRELATION_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SQRT, axis=0))
+        image = image @ jnp.asarray(corr.T)
+    return jax.nn.sigmoid(image)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Robustness transforms
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustnessTransforms:
+    """lucid's `standard_transforms`: pad, jitter, random scale, random rotation, jitter again.
+
+    All sizes are static (scaling zooms about the centre at a fixed output size), so the transform lives
+    inside the compiled step; randomness comes from the `key` argument. Each image of a batch gets its own
+    draw. Padding and the area that rotation/scale uncover are filled with mid-gray `fill`.
+    """
+
+    pad: int = 12
+    jitter: int = 8
+    scales: tuple[float, ...] = tuple(1 + (i - 5) / 50 for i in range(11))
+    angles: tuple[float, ...] = tuple(range(-10, 11)) + (0,) * 5  # degrees; extra zeros as in lucid
+    final_jitter: int = 4
+    fill: float = 0.5
+
+    def output_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        grow = 2 * self.pad - self.jitter - self.final_jitter
+        return hw[0] + grow, hw[1] + grow
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        """`[B, H, W, 3]` → `[B, H', W', 3]` with `(H', W') = output_hw((H, W))`."""
+        keys = jax.random.split(key, images.shape[0])
+        return jax.vmap(self._one)(keys, images)
+
+    def _one(self, key: Array, image: Array) -> Array:
+        k_jit, k_scale, k_angle, k_jit2 = jax.random.split(key, 4)
+        p = self.pad
+        image = jnp.pad(image, ((p, p), (p, p), (0, 0)), constant_values=self.fill)
+        image = _random_crop(k_jit, image, self.jitter)
+        scale = jax.random.choice(k_scale, jnp.asarray(self.scales, jnp.float32))
+        angle = jax.random.choice(k_angle, jnp.asarray(self.angles, jnp.float32)) * (jnp.pi / 180)
+        image = _scale_rotate(image, scale, angle, self.fill)
+        return _random_crop(k_jit2, image, self.final_jitter)
+
+
+def _random_crop(key: Array, image: Array, shrink: int) -> Array:
+    """Crops `shrink` pixels off each spatial size at a random offset: a random translation of ≤ shrink."""
+    if shrink <= 0:
+        return image
+    h, w, c = image.shape
+    dy, dx = jax.random.randint(key, (2,), 0, shrink + 1)
+    return jax.lax.dynamic_slice(image, (dy, dx, 0), (h - shrink, w - shrink, c))
+
+
+def _scale_rotate(image: Array, scale: Array, angle: Array, fill: float) -> Array:
+    """Zooms by `scale` and rotates by `angle` (radians) about the centre, bilinear, same output size."""
+    h, w, _ = image.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij")
+    # Inverse map: output pixel → source coordinate (rotate by -angle, shrink by 1/scale).
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    src_y = ((yy - cy) * cos - (xx - cx) * sin) / scale + cy
+    src_x = ((yy - cy) * sin + (xx - cx) * cos) / scale + cx
+    channels = [
+        ndimage.map_coordinates(image[..., c], [src_y, src_x], order=1, mode="constant", cval=fill)
+        for c in range(image.shape[-1])
+    ]
+    return jnp.stack(channels, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Objectives
+
+
+def parse_target(spec: str) -> tuple[str, int]:
+    """`"blocks.10:37"` → `("blocks.10", 37)`; a channel is required here."""
+    parsed = parse_tap_spec(spec)
+    if parsed.channel is None:
+        raise ValueError(f"expected 'tap:channel', got {spec!r}")
+    return parsed.tap, parsed.channel
+
+
+def _select(acts: Array, channels: Array, objective: Objective) -> Array:
+    """Per image b, the objective for channel `channels[b]` of `acts` `[B, h, w, C]` → `[B]`."""
+    picked = jnp.take_along_axis(acts, channels[:, None, None, None], axis=-1)[..., 0]  # [B, h, w]
+    if objective == "channel":
+        return picked.mean(axis=(1, 2))
+    if objective == "unit":  # the unit at the centre of the map
+        return picked[:, picked.shape[1] // 2, picked.shape[2] // 2]
+    raise ValueError(f"unknown objective {objective!r}; use 'channel' or 'unit'")
+
+
+def _num_channels(model: nn.Module, variables: Any, tap: str, hw: tuple[int, int]) -> int:
+    shape = jax.eval_shape(
+        lambda v, x: model.apply(v, x, train=False, taps=(tap,))[tap],
+        variables,
+        jax.ShapeDtypeStruct((1, hw[0], hw[1], 3), jnp.float32),
+    ).shape
+    if len(shape) != 4:
+        raise ValueError(f"tap {tap!r} has shape {tuple(shape)}; feature visualisation needs a [B, H, W, C] map")
+    return int(shape[-1])
+
+
+def _check_channels(channels: Sequence[int], num_channels: int, tap: str) -> None:
+    bad = [c for c in channels if not 0 <= c < num_channels]
+    if bad:
+        raise ValueError(
+            f"channel(s) {bad} out of range: tap {tap!r} has {num_channels} channels (0..{num_channels - 1})"
+        )
+
+
+def objective_values(
+    model: nn.Module,
+    variables: Any,
+    images: Array | np.ndarray,
+    tap: str,
+    channels: Sequence[int],
+    *,
+    preprocessing: MeanStd | None = None,
+    objective: Objective = "channel",
+) -> np.ndarray:
+    """Objective of every `channels[j]` on every image: `[N, len(channels)]` for `images` `[N, H, W, 3]` in 0..255.
+
+    Used to compare optimised images with natural photos (the activation ratio) on equal terms.
+    """
+    check_taps(model, (tap,))
+    images = jnp.asarray(images, jnp.float32)
+    taps_fn = make_taps_fn(model, variables, (tap,), preprocessing=preprocessing)
+    acts = jax.jit(lambda x, v: taps_fn(x, v)[tap])(images, variables)  # [N, h, w, C]
+    _check_channels(list(channels), acts.shape[-1], tap)
+    cols = [
+        _select(acts, jnp.full((acts.shape[0],), c, jnp.int32), objective) for c in channels
+    ]
+    return np.asarray(jnp.stack(cols, axis=1))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The optimisation
+
+
+@dataclasses.dataclass
+class FeatVisResult:
+    """Images (`[B, H, W, 3]` uint8) maximising each `channels[b]` of `tap`, with their objective values.
+
+    `objective` holds each image's final objective on the plain (untransformed) image; `history` the batch
+    mean objective per step (under the random transforms); `trace_count` how often the step was traced
+    (1 means compiled once).
+    """
+
+    tap: str
+    channels: list[int]
+    images: np.ndarray
+    objective: np.ndarray
+    history: np.ndarray
+    trace_count: int
+
+
+def visualize_channels(
+    model: nn.Module,
+    variables: Any,
+    tap: str,
+    channels: Sequence[int],
+    *,
+    preprocessing: MeanStd | None = None,
+    size: int | tuple[int, int] = 128,
+    steps: int = 256,
+    learning_rate: float = 0.05,
+    objective: Objective = "channel",
+    transforms: RobustnessTransforms | None = RobustnessTransforms(),
+    decorrelate: bool = True,
+    decay_power: float = 1.0,
+    seed: int = 0,
+    chunk_size: int = 32,
+    progress: bool = True,
+) -> FeatVisResult:
+    """Activation maximisation of `channels` of `tap`, one image per channel, optimised jointly.
+
+    The images are Fourier-parameterised and colour-decorrelated; every step applies fresh random
+    `transforms` (None disables them) and takes an Adam step on `-sum_b objective_b`. Because each image
+    only enters its own objective term, the joint optimisation equals separate ones. The tap name and
+    channel indices are checked before anything is compiled.
+    """
+    channels = [int(c) for c in channels]
+    if not channels:
+        raise ValueError("no channels to visualise")
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    check_taps(model, (tap,))
+    in_hw = transforms.output_hw(hw) if transforms is not None else hw
+    _check_channels(channels, _num_channels(model, variables, tap, in_hw), tap)
+
+    taps_fn = make_taps_fn(model, variables, (tap,), preprocessing=preprocessing)
+    optimizer = optax.adam(learning_rate)
+
+    def render(params: Array) -> Array:
+        return fourier_to_rgb(params, hw, decay_power=decay_power, decorrelate=decorrelate)
+
+    def loss_fn(params, key, variables, channel_ids):
+        image = render(params)  # [B, H, W, 3] in (0, 1)
+        if transforms is not None:
+            image = transforms(key, image)
+        acts = taps_fn(image * 255.0, variables)[tap]
+        values = _select(acts, channel_ids, objective)  # [B]
+        return -values.sum(), values.mean()
+
+    def step(carry, consts):
+        params, opt_state, key = carry
+        variables, channel_ids = consts
+        key, sub = jax.random.split(key)
+        grads, value = jax.grad(loss_fn, has_aux=True)(params, sub, variables, channel_ids)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, key), {"objective": value}
+
+    init_key, loop_key = jax.random.split(jax.random.key(seed))
+    params = fourier_init(init_key, len(channels), hw)
+    carry = (params, optimizer.init(params), loop_key)
+    consts = (variables, jnp.asarray(channels, jnp.int32))
+    loop = ChunkedLoop(step, chunk_size=chunk_size, desc=f"featvis {tap}")
+    (params, _, _), history = loop.run(carry, consts, steps, progress=progress)
+
+    images = render(params)
+    final = jax.jit(lambda x, v, c: _select(taps_fn(x * 255.0, v)[tap], c, objective))(
+        images, variables, consts[1]
+    )
+    pixels = np.asarray(jnp.round(images * 255.0)).astype(np.uint8)
+    return FeatVisResult(
+        tap=tap,
+        channels=channels,
+        images=pixels,
+        objective=np.asarray(final),
+        history=np.asarray(history.get("objective", np.zeros((0,)))),
+        trace_count=loop.trace_count,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def channel_grid(
+    images: np.ndarray,
+    labels: Sequence[str] | None = None,
+    *,
+    columns: int | None = None,
+    gap: int = 4,
+    title: str | None = None,
+) -> np.ndarray:
+    """Tiles `[N, H, W, 3]` uint8 images into one `[H', W', 3]` uint8 picture, each with a caption."""
+    from PIL import Image, ImageDraw
+
+    images = np.asarray(images)
+    n, h, w, _ = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    caption = 14 if labels is not None else 0
+    header = 18 if title else 0
+    canvas = Image.new(
+        "RGB",
+        (columns * (w + gap) + gap, header + rows * (h + caption + gap) + gap),
+        (255, 255, 255),
+    )
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((gap, 3), title, fill=(0, 0, 0))
+    for i in range(n):
+        r, c = divmod(i, columns)
+        x0 = gap + c * (w + gap)
+        y0 = header + gap + r * (h + caption + gap)
+        if labels is not None:
+            draw.text((x0, y0), str(labels[i]), fill=(0, 0, 0))
+        canvas.paste(Image.fromarray(images[i].astype(np.uint8)), (x0, y0 + caption))
+    return np.asarray(canvas)

@@ -1,0 +1,19 @@
+"""tljax model zoo: functional Flax (linen) modules, NHWC, with named intermediate activations ("taps").
+
+    model = tljax.models.get("resnet50", num_classes=10, include_top=True)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+    logits = model.apply(variables, images)                               # [B, 10]
+    feats = model.apply(variables, images, taps=("layer3.5", "pool"))     # {"layer3.5": ..., "pool": ...}
+
+Tap names (see each architecture's module docstring; list them with `tap_names(model)`):
+  * VGG:   conv{s}_{i}, [bn{s}_{i},] relu{s}_{i}, pool{s} (s = 1..5), pool (GAP of pool5), avgpool,
+           fc6, relu6, fc7, relu7, logits
+  * ResNet: stem, layer{1..4}.{j}, pool, logits
+  * EfficientNet-Lite: stem, blocks.{0..N-1}, head, pool, logits
+A forward pass with `taps` stops after the deepest requested tap.
+"""
+
+from tljax.models import efficientnet_lite, resnet, vgg  # noqa: F401  (registers the architectures)
+from tljax.models.registry import get, list_models, tap_names
+
+__all__ = ["get", "list_models", "tap_names"]

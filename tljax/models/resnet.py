@@ -1,0 +1,157 @@
+"""ResNet18/34/50/101/152 in torchvision's layout (He et al. 2015; stride on the 3×3 conv, "v1.5").
+
+Module names mirror torchvision's state_dict (`conv1`, `bn1`, `layer1_0/conv1`, `layer1_0/downsample_conv`,
+…), the classifier is `classifier`. Taps: `stem` (after the max-pool), `layer{i}.{j}` (every block output),
+`pool` (global average), `logits`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tljax.models.common import TapRecorder, batch_norm, max_pool_torch
+from tljax.models.registry import register
+
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming init
+
+
+def torch_linear_init(fan_in: int):
+    """torch.nn.Linear's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) init."""
+    bound = 1.0 / fan_in**0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class ResidualBlock(nn.Module):
+    """A BasicBlock (two 3×3 convs) or Bottleneck (1×1, 3×3 with the stride, 1×1 ×4) with projection."""
+
+    features: int
+    stride: int
+    bottleneck: bool
+    train: bool
+    frozen_bn: Sequence[str]
+    dtype: Any
+    param_dtype: Any
+
+    def _conv(self, features, kernel, stride, name):
+        pad = kernel // 2
+        return nn.Conv(
+            features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+            use_bias=False, kernel_init=conv_init, dtype=self.dtype, param_dtype=self.param_dtype,
+            name=name,
+        )
+
+    def _bn(self, name, x):
+        return batch_norm(
+            self, name, x, train=self.train, frozen_bn=self.frozen_bn, epsilon=1e-5, dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+
+    @nn.compact
+    def __call__(self, x):
+        out_features = self.features * (4 if self.bottleneck else 1)
+        residual = x
+        if self.bottleneck:
+            y = nn.relu(self._bn("bn1", self._conv(self.features, 1, 1, "conv1")(x)))
+            y = nn.relu(self._bn("bn2", self._conv(self.features, 3, self.stride, "conv2")(y)))
+            y = self._bn("bn3", self._conv(out_features, 1, 1, "conv3")(y))
+        else:
+            y = nn.relu(self._bn("bn1", self._conv(self.features, 3, self.stride, "conv1")(x)))
+            y = self._bn("bn2", self._conv(self.features, 3, 1, "conv2")(y))
+        if self.stride != 1 or x.shape[-1] != out_features:
+            residual = self._bn("downsample_bn", self._conv(out_features, 1, self.stride, "downsample_conv")(x))
+        return nn.relu(y + residual)
+
+
+RESNET_LAYERS: dict[int, tuple[tuple[int, ...], bool]] = {
+    18: ((2, 2, 2, 2), False),
+    34: ((3, 4, 6, 3), False),
+    50: ((3, 4, 6, 3), True),
+    101: ((3, 4, 23, 3), True),
+    152: ((3, 8, 36, 3), True),
+}
+
+
+class ResNet(nn.Module):
+    """ResNet of `depth` ∈ {18, 34, 50, 101, 152}; `include_top=False` returns pooled features [B, C]."""
+
+    depth: int = 50
+    num_classes: int = 1000
+    include_top: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    frozen_bn: Sequence[str] = ()
+
+    def _blocks(self) -> list[tuple[str, str, int, int]]:
+        """(module name, tap name, features, stride) of every residual block, in order."""
+        counts, _ = RESNET_LAYERS[self.depth]
+        blocks = []
+        for layer, count in enumerate(counts, start=1):
+            for index in range(count):
+                stride = 2 if (index == 0 and layer > 1) else 1
+                blocks.append((f"layer{layer}_{index}", f"layer{layer}.{index}", 64 * 2 ** (layer - 1), stride))
+        return blocks
+
+    def tap_names(self) -> tuple[str, ...]:
+        names = ("stem", *(tap for _, tap, _, _ in self._blocks()), "pool")
+        return (*names, "logits") if self.include_top else names
+
+    def stages(self) -> tuple[tuple[str, ...], ...]:
+        counts, _ = RESNET_LAYERS[self.depth]
+        out = [("conv1", "bn1")]
+        out += [tuple(f"layer{layer}_{i}" for i in range(n)) for layer, n in enumerate(counts, start=1)]
+        if self.include_top:
+            out.append(("classifier",))
+        return tuple(out)
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
+        rec = TapRecorder(taps, self.tap_names(), f"resnet{self.depth}")
+        _, bottleneck = RESNET_LAYERS[self.depth]
+        x = x.astype(self.dtype)
+        x = nn.Conv(
+            64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False, kernel_init=conv_init,
+            dtype=self.dtype, param_dtype=self.param_dtype, name="conv1",
+        )(x)
+        x = batch_norm(self, "bn1", x, train=train, frozen_bn=self.frozen_bn, epsilon=1e-5,
+                       dtype=self.dtype, param_dtype=self.param_dtype)
+        x = max_pool_torch(nn.relu(x), 3, 2, padding=1)
+        if rec.add("stem", x):
+            return rec.outputs
+        for name, tap, features, stride in self._blocks():
+            x = ResidualBlock(
+                features, stride, bottleneck, train, tuple(self.frozen_bn), self.dtype, self.param_dtype,
+                name=name,
+            )(x)
+            if rec.add(tap, x):
+                return rec.outputs
+        x = x.mean(axis=(1, 2))  # [B, C]
+        if rec.add("pool", x) or not self.include_top:
+            return rec.outputs if rec.active else x
+        x = nn.Dense(
+            self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=torch_linear_init(x.shape[-1]), name="classifier",
+        )(x)
+        if rec.add("logits", x):
+            return rec.outputs
+        return x
+
+
+def _make(depth: int):
+    def build(**kwargs) -> ResNet:
+        return ResNet(depth=depth, **kwargs)
+
+    build.__doc__ = f"ResNet-{depth} (torchvision layout)."
+    return build
+
+
+for _depth in RESNET_LAYERS:
+    register(f"resnet{_depth}")(_make(_depth))

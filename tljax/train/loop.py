@@ -1,0 +1,266 @@
+"""`train_and_evaluate(config, workdir)`: the whole run, resumable at any step.
+
+config → data → model + weights → parameter groups + BN policy → optimizer → jitted step → loop →
+writers. What makes a killed run finish with the same numbers as an uninterrupted one:
+  * the TrainState (params, BN statistics, optimizer state, step, base RNG key) and the grain iterator
+    position are saved together in one orbax checkpoint, written atomically;
+  * the dropout key of step s is `fold_in(rng, s)` and the data order depends on the seed only;
+  * on start the newest complete checkpoint is restored, and metrics written after it are dropped.
+SIGTERM (preemption) saves a checkpoint after the current step and returns cleanly. A NaN/Inf loss stops
+the run before anything else is saved, naming the step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from tljax import optim
+from tljax.train import plots, setup
+from tljax.train.checkpoints import Checkpointer
+from tljax.train.state import TrainState
+from tljax.train.step import make_eval_step, make_train_step
+from tljax.train.writers import MetricWriter, Progress
+
+PyTree = Any
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/Inf loss (or parameters); the message names the step and the remedies."""
+
+
+class _SigtermFlag:
+    """Turns SIGTERM into a flag the loop checks after each step (install only from the main thread)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        del signum, frame
+        self.requested = True
+        logging.warning("SIGTERM received: saving a checkpoint after the current step, then exiting")
+
+    def __enter__(self) -> _SigtermFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+@jax.jit
+def _all_finite(tree: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _non_finite_message(what: str, step: int, checkpointer: Checkpointer, config: Any) -> str:
+    last = checkpointer.latest_step()
+    kept = f"the last good checkpoint (step {last}) is intact" if last is not None else "no checkpoint was written"
+    return (
+        f"{what} at step {step}: training stopped and {kept}. Likely fixes: a lower learning rate "
+        f"(now --config.optim.lr={config.optim.lr:g}; try 10× lower), "
+        + ("float32 compute instead of bfloat16 (--config.model.dtype=float32), "
+           if config.model.dtype == "bfloat16" else "")
+        + f"gradient clipping (--config.optim.grad_clip=1.0; now {config.optim.grad_clip:g}), or warm-up "
+        "(--config.optim.warmup_steps=...)."
+    )
+
+
+def evaluate(eval_step, variables: PyTree, split, batch_size: int) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Loss and accuracy over a whole split, plus (labels, predictions) for the confusion matrix.
+
+    Every batch is padded to `batch_size` and the padding masked, so the eval step compiles once per split.
+    """
+    batch_size = max(1, min(batch_size, split.num_examples))
+    iterator = split.iterator(batch_size, shuffle=False, epochs=1, drop_remainder=False, augment=False)
+    sums, labels_all, predictions_all = [], [], []
+    for batch in iterator:
+        images, labels = batch["image"], batch["label"]
+        n = len(labels)
+        mask = np.zeros(batch_size, np.float32)
+        mask[:n] = 1
+        if n < batch_size:
+            images = np.concatenate([images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)])
+            labels = np.concatenate([labels, np.zeros(batch_size - n, labels.dtype)])
+        loss_sum, correct, predictions = eval_step(variables, images, labels, mask)
+        sums.append((loss_sum, correct))  # device scalars: fetched once at the end
+        labels_all.append(batch["label"])
+        predictions_all.append((predictions, n))
+    if not sums:
+        raise ValueError(f"split {split.name!r} produced no examples to evaluate")
+    fetched = jax.device_get(sums)
+    count = sum(n for _, n in predictions_all)
+    loss = sum(float(s[0]) for s in fetched) / count
+    accuracy = sum(float(s[1]) for s in fetched) / count
+    predictions = np.concatenate([np.asarray(p)[:n] for p, n in predictions_all])
+    return {"loss": loss, "accuracy": accuracy, "examples": count}, np.concatenate(labels_all), predictions
+
+
+def _flush_train_metrics(pending: list[tuple[int, dict[str, jax.Array]]], checkpointer, config) -> dict[str, float]:
+    """Fetches the accumulated per-step metrics; raises on the first non-finite loss, naming its step."""
+    fetched = jax.device_get([m for _, m in pending])
+    for (step, _), metrics in zip(pending, fetched, strict=True):
+        if not math.isfinite(float(metrics["loss"])):
+            raise NonFiniteLossError(_non_finite_message(f"loss is {float(metrics['loss'])}", step, checkpointer, config))
+    return {
+        "loss": float(np.mean([m["loss"] for m in fetched])),
+        "accuracy": float(np.mean([m["accuracy"] for m in fetched])),
+    }
+
+
+def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
+    """Trains (or resumes) the configured recipe in `workdir` and returns the final metrics.
+
+    Returns `{"preempted": True, "step": s}` when stopped by SIGTERM (a checkpoint at step s exists).
+    The workdir receives checkpoints/, best/, tensorboard/, metrics.jsonl, results.json,
+    learning_curve.png and confusion_matrix.png.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    if config.recipe == "linear_probe":
+        from tljax.train.linear_probe import run_linear_probe
+
+        return run_linear_probe(config, workdir)
+    started = time.perf_counter()
+
+    # Data, model and initial variables.
+    datasets = setup.build_data(config)
+    size = setup.image_size(datasets)
+    model = setup.build_model(config, datasets.num_classes)
+    variables = setup.init_variables(config, model, size)
+    groups = setup.build_groups(config, model, variables)
+    # The BN policy is a property of the forward pass, so it is baked into the model.
+    model = setup.build_model(config, datasets.num_classes, frozen_bn=groups.frozen_bn)
+
+    # Schedule lengths.
+    n_train = datasets.train.num_examples
+    batch_size = min(config.train.batch_size, n_train)
+    if batch_size < config.train.batch_size:
+        logging.warning("train.batch_size %d > %d training examples: using %d", config.train.batch_size, n_train, batch_size)
+    steps_per_epoch = max(n_train // batch_size, 1)
+    total_steps = int(config.train.steps or math.ceil(config.train.epochs * steps_per_epoch))
+    eval_every = int(config.train.eval_every or steps_per_epoch)
+    log_every = max(1, int(config.train.log_every))
+    checkpoint_every = max(1, int(config.train.checkpoint_every))
+    logging.info("%d steps of batch %d (%d per epoch)", total_steps, batch_size, steps_per_epoch)
+
+    optim_config = optim.OptimConfig.from_config(config.optim)
+    tx = optim.build_optimizer(optim_config, groups.assignment, variables["params"], total_steps)
+    state = TrainState.create(
+        variables["params"], variables.get("batch_stats", {}), tx.init(variables["params"]), config.seed
+    )
+    schedule = jax.jit(optim.learning_rate_schedule(optim_config, total_steps))  # one compile, not one per op
+
+    train_step = make_train_step(
+        model, tx, groups.assignment.trainable_paths(), label_smoothing=config.optim.label_smoothing
+    )
+    eval_step = make_eval_step(model)
+    train_iter = datasets.train.iterator(
+        batch_size, shuffle=True, seed=config.seed, epochs=None, drop_remainder=True
+    )
+
+    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    restored = checkpointer.restore_latest(state)
+    if restored is not None:
+        state, iterator_state = restored
+        train_iter.set_state(iterator_state)
+        logging.info("resumed from %s at step %d", checkpointer.latest.directory, int(state.step))
+    start_step = int(state.step)
+    best = checkpointer.best_meta() or {"val_accuracy": -1.0, "step": None}
+    writer = MetricWriter(workdir, resume_step=start_step)
+    progress = Progress(total_steps, batch_size, start_step)
+    val_metrics: dict[str, float] | None = None
+    train_metrics: dict[str, float] = {}
+    images_per_second: list[float] = []
+
+    step = start_step
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
+    try:
+        with _SigtermFlag() as sigterm:
+            while step < total_steps:
+                batch = next(train_iter)
+                state, metrics = train_step(state, batch)
+                step += 1
+                pending.append((step, metrics))
+                last = step == total_steps
+                do_eval = datasets.val is not None and (step % eval_every == 0 or last)
+                do_save = step % checkpoint_every == 0 or last or sigterm.requested
+                if step % log_every == 0 or do_eval or do_save:
+                    train_metrics = _flush_train_metrics(pending, checkpointer, config)
+                    pending = []
+                    _, rate = progress.line(step, train_metrics["loss"], train_metrics["accuracy"])
+                    if step - start_step > log_every:  # the first interval includes compilation
+                        images_per_second.append(rate)
+                    writer.write("train", step, {**train_metrics, "lr": float(schedule(step - 1)), "images_per_second": rate})
+                if do_eval:
+                    val_metrics, _, _ = evaluate(eval_step, state.variables(), datasets.val, config.train.eval_batch_size)
+                    val_metrics.pop("examples")
+                    writer.write("val", step, val_metrics)
+                    logging.info("step %d | val loss %.4f | val acc %.2f%%", step, val_metrics["loss"], 100 * val_metrics["accuracy"])
+                    if val_metrics["accuracy"] > best["val_accuracy"]:
+                        best = {"step": step, "val_accuracy": val_metrics["accuracy"], "val_loss": val_metrics["loss"]}
+                        checkpointer.save_best(step, state.variables(), best)
+                if do_save:
+                    if not bool(_all_finite(state.params)):
+                        raise NonFiniteLossError(_non_finite_message("parameters became NaN/Inf", step, checkpointer, config))
+                    checkpointer.save(step, state, train_iter.get_state())
+                if sigterm.requested:
+                    logging.warning("preempted: checkpoint saved at step %d in %s", step, workdir)
+                    return {"preempted": True, "step": step}
+
+        # Final evaluation.
+        results: dict[str, Any] = {
+            "recipe": config.recipe,
+            "model": config.model.name,
+            "weights": config.weights.name or "random",
+            "steps": total_steps,
+            "train_examples": n_train,
+            "image_size": size,
+            "trainable_params": groups.assignment.num_trainable(),
+            "frozen_params": groups.assignment.num_frozen(),
+            "final_train_loss": train_metrics.get("loss"),
+            "final_train_accuracy": train_metrics.get("accuracy"),
+            "train_trace_count": train_step.trace_count,
+        }
+        if datasets.val is not None:
+            if val_metrics is None:  # resumed after the last step: evaluate again
+                val_metrics, _, _ = evaluate(eval_step, state.variables(), datasets.val, config.train.eval_batch_size)
+            results.update(val_accuracy=val_metrics["accuracy"], val_loss=val_metrics["loss"],
+                           best_val_accuracy=best["val_accuracy"], best_step=best["step"])
+        if datasets.test is not None:
+            test_metrics, labels, predictions = evaluate(eval_step, state.variables(), datasets.test, config.train.eval_batch_size)
+            writer.write("test", step, {"loss": test_metrics["loss"], "accuracy": test_metrics["accuracy"]})
+            results.update(test_accuracy=test_metrics["accuracy"], test_loss=test_metrics["loss"],
+                           test_examples=test_metrics["examples"])
+            matrix = plots.confusion_matrix(labels, predictions, datasets.num_classes)
+            results["confusion_matrix"] = matrix.tolist()
+            plots.plot_confusion_matrix(matrix, datasets.class_names, workdir / "confusion_matrix.png",
+                                        title=f"{config.recipe} test")
+            if best["step"] is not None and best["step"] != step:
+                best_variables = checkpointer.restore_best(state.variables())
+                best_test, _, _ = evaluate(eval_step, best_variables, datasets.test, config.train.eval_batch_size)
+                results["test_accuracy_at_best_val"] = best_test["accuracy"]
+            logging.info("test accuracy %.2f%% (%d images)", 100 * test_metrics["accuracy"], test_metrics["examples"])
+        plots.plot_learning_curve(writer.history(), workdir / "learning_curve.png", title=f"{config.recipe}: {config.model.name}")
+        results["images_per_second"] = float(np.median(images_per_second)) if images_per_second else None
+        results["seconds"] = time.perf_counter() - started
+        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        return results
+    finally:
+        writer.close()
+        checkpointer.close()

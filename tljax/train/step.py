@@ -1,0 +1,118 @@
+"""The jit-compiled train and eval steps.
+
+The train step differentiates with respect to the *trainable* parameters only: the parameter tree is
+split by path, `jax.value_and_grad` sees the trainable half as its argument and the frozen half as a
+constant, and the two are merged for the forward pass. With a frozen backbone JAX therefore never builds
+the backbone's backward pass (the benchmark measures the saving), and frozen parameters are passed
+through untouched, so they are bitwise identical after any number of steps.
+
+Both steps count their traces (`step.trace_count`): with fixed batch shapes the train step must trace
+exactly once, and a test asserts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from tljax.optim import merge_params, split_params
+from tljax.train.state import TrainState, wrap_key
+
+PyTree = Any
+
+
+class CountedJit:
+    """A jitted function plus the number of times JAX traced it (Python bodies run once per trace)."""
+
+    def __init__(self, fn: Callable, **jit_kwargs):
+        self.trace_count = 0
+
+        def counted(*args, **kwargs):
+            self.trace_count += 1
+            return fn(*args, **kwargs)
+
+        self._jitted = jax.jit(counted, **jit_kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self._jitted(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        return self._jitted.lower(*args, **kwargs)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example softmax cross-entropy in fp32 (bf16 logits are upcast first). [B]"""
+    logits = logits.astype(jnp.float32)
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    if label_smoothing:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def make_train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    trainable_paths: Sequence[str],
+    *,
+    label_smoothing: float = 0.0,
+) -> CountedJit:
+    """`step(state, batch) -> (state, metrics)`, jitted, donating the old state's buffers.
+
+    `batch` is `{"image": float32 [B, H, W, 3], "label": int32 [B]}`; metrics are device scalars
+    `loss`, `accuracy` (fetched lazily by the loop: no host round trip inside a step).
+    """
+    trainable_paths = tuple(trainable_paths)
+
+    def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+        trainable, frozen = split_params(state.params, trainable_paths)
+        dropout_key = jax.random.fold_in(wrap_key(state.rng), state.step)
+
+        def loss_fn(trainable_params: PyTree):
+            variables = {"params": merge_params(trainable_params, frozen)}
+            if state.batch_stats:
+                variables["batch_stats"] = state.batch_stats
+            logits, updated = model.apply(
+                variables, batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key}
+            )
+            loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
+            return loss, (logits, updated)
+
+        (loss, (logits, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+        # The optimizer is partitioned over the full tree; frozen slots get zeros that set_to_zero ignores
+        # (and a clip's global norm does not see), and XLA drops them as dead code.
+        full_grads = merge_params(grads, jax.tree.map(jnp.zeros_like, frozen))
+        updates, opt_state = tx.update(full_grads, state.opt_state, state.params)
+        trainable_updates, _ = split_params(updates, trainable_paths)
+        # Frozen leaves are taken from the input, not from p + 0 (which would turn -0.0 into +0.0).
+        params = merge_params(optax.apply_updates(trainable, trainable_updates), frozen)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            batch_stats=updated.get("batch_stats", state.batch_stats),
+            opt_state=opt_state,
+        )
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        return new_state, {"loss": loss, "accuracy": accuracy}
+
+    return CountedJit(step, donate_argnums=(0,))
+
+
+def make_eval_step(model: nn.Module) -> CountedJit:
+    """`eval_step(variables, images, labels, mask) -> (loss_sum, correct_sum, predictions [B])`.
+
+    The loop pads the last batch to the fixed batch size and masks the padding, so eval traces once too.
+    """
+
+    def eval_step(variables: PyTree, images: jax.Array, labels: jax.Array, mask: jax.Array):
+        logits = model.apply(variables, images, train=False)
+        losses = cross_entropy(logits, labels)
+        predictions = jnp.argmax(logits, -1)
+        mask = mask.astype(jnp.float32)
+        return jnp.sum(losses * mask), jnp.sum((predictions == labels) * mask), predictions
+
+    return CountedJit(eval_step)
