@@ -10,16 +10,22 @@ on the command line. Every option of `DreamOptions` is a config key (see `tljax.
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
 from tljax.imageopt import dream
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Optional config file, e.g. configs/dream_lite0.py.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Optional config file, e.g. configs/dream_lite0.py."
+)
 flags.DEFINE_string("image", None, "Input image (any format PIL reads; gray/RGBA are converted).")
 flags.DEFINE_string("out", None, "Output PNG path.")
 flags.DEFINE_string("model", None, "Backbone (tljax.models name); default efficientnet_lite0.")
-flags.DEFINE_string("weights", None, "'default', a registered weights name, a .pth/.safetensors path, or 'random'.")
+flags.DEFINE_string(
+    "weights", None, "'default', a registered weights name, a .pth/.safetensors path, or 'random'."
+)
 flags.DEFINE_string("objectives", None, "Taps or 'tap:channel' specs to amplify, comma-separated.")
 flags.DEFINE_string("objective_weights", None, "One weight per objective, comma-separated.")
 flags.DEFINE_enum("reduction", None, ["mean", "l2"], "Mean activation or half mean square.")
@@ -37,8 +43,21 @@ flags.DEFINE_integer("seed", None, "Jitter seed.")
 FLAGS = flags.FLAGS
 
 _DIRECT = (
-    "image", "out", "weights", "objectives", "objective_weights", "reduction", "octaves", "octave_scale",
-    "step_size", "jitter", "tiling", "tile_size", "max_side", "dtype", "seed",
+    "image",
+    "out",
+    "weights",
+    "objectives",
+    "objective_weights",
+    "reduction",
+    "octaves",
+    "octave_scale",
+    "step_size",
+    "jitter",
+    "tiling",
+    "tile_size",
+    "max_side",
+    "dtype",
+    "seed",
 )
 
 
@@ -48,7 +67,9 @@ def build_config():
     if config is None:
         config = dream.default_config(FLAGS.model or "efficientnet_lite0")
     elif FLAGS.model is not None and FLAGS.model != config.model:
-        raise app.UsageError("--model conflicts with the config's model; set --config.model instead")
+        raise app.UsageError(
+            "--model conflicts with the config's model; set --config.model instead"
+        )
     for name in _DIRECT:
         value = getattr(FLAGS, name)
         if value is not None:
@@ -61,7 +82,11 @@ def build_config():
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    dream.run_from_config(build_config())
+    try:
+        dream.run_from_config(build_config())
+    except (FileNotFoundError, ValueError, MemoryError) as err:
+        # Bad input (missing/unreadable image, unknown tap, too-large image): one clear line, no traceback.
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from tljax.train import NonFiniteLossError, train_and_evaluate
+
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config file, `path.py[:arg]`.", lock_config=True
@@ -36,8 +38,6 @@ class _QuietLibraries(std_logging.Filter):
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tljax.train import NonFiniteLossError, train_and_evaluate  # after flag parsing: --help stays fast
-
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     config = _CONFIG.value

@@ -6,7 +6,6 @@ images inside. Unreadable files are reported and skipped; the others are still c
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +15,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from tljax import models, weights
-from tljax.data.images import has_image_extension, is_hidden, open_image
-from tljax.data.preprocess import Geometry, center_crop
+from tljax.data.images import has_image_extension, is_hidden
+from tljax.data.preprocess import load_eval_image
 from tljax.weights.labels import imagenet_class_names
 
 _MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Architecture (tljax.models.list_models()).")
@@ -46,13 +45,6 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
         else:
             out.append(p)
     return out
-
-
-def load_eval_image(path: str | os.PathLike, preprocessing: weights.Preprocessing) -> np.ndarray:
-    """One image through the weights' evaluation transform → float32 [crop, crop, 3], normalised."""
-    geometry = Geometry(preprocessing.resize, preprocessing.crop, preprocessing.interpolation)
-    pixels = center_crop(open_image(str(path)), geometry)
-    return np.asarray(preprocessing.normalize(pixels), np.float32)
 
 
 def predict(model, variables, images: np.ndarray, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:

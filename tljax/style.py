@@ -11,20 +11,32 @@ on the command line. Every option of `StyleOptions` is a config key (see `tljax.
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
 from tljax.imageopt import style
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Optional config file, e.g. configs/style_lite0.py.")
-flags.DEFINE_string("content", None, "Content image (any format PIL reads; gray/RGBA are converted).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Optional config file, e.g. configs/style_lite0.py."
+)
+flags.DEFINE_string(
+    "content", None, "Content image (any format PIL reads; gray/RGBA are converted)."
+)
 flags.DEFINE_string("style", None, "Style image(s), comma-separated.")
-flags.DEFINE_string("style_blend_weights", None, "Weights of several style images, comma-separated.")
+flags.DEFINE_string(
+    "style_blend_weights", None, "Weights of several style images, comma-separated."
+)
 flags.DEFINE_string("out", None, "Output PNG path.")
 flags.DEFINE_string("model", None, "Backbone (tljax.models name); default efficientnet_lite0.")
-flags.DEFINE_string("weights", None, "'default', a registered weights name, a .pth/.safetensors path, or 'random'.")
+flags.DEFINE_string(
+    "weights", None, "'default', a registered weights name, a .pth/.safetensors path, or 'random'."
+)
 flags.DEFINE_integer("size", None, "Longer side of the output in pixels (single scale).")
-flags.DEFINE_string("sizes", None, "Coarse-to-fine sizes, comma-separated (e.g. 256,512); overrides --size.")
+flags.DEFINE_string(
+    "sizes", None, "Coarse-to-fine sizes, comma-separated (e.g. 256,512); overrides --size."
+)
 flags.DEFINE_integer("steps", None, "Optimisation steps per scale.")
 flags.DEFINE_enum("optimizer", None, ["adam", "lbfgs"], "Optimiser.")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate in pixel units.")
@@ -33,7 +45,9 @@ flags.DEFINE_float("content_weight", None, "α.")
 flags.DEFINE_float("style_weight", None, "β.")
 flags.DEFINE_float("tv_weight", None, "Total-variation weight.")
 flags.DEFINE_float("style_scale", None, "Style image size relative to the output size.")
-flags.DEFINE_enum("preserve_colors", None, ["none", "luminance", "histogram"], "Colour preservation.")
+flags.DEFINE_enum(
+    "preserve_colors", None, ["none", "luminance", "histogram"], "Colour preservation."
+)
 flags.DEFINE_string("content_taps", None, "Content taps, comma-separated.")
 flags.DEFINE_string("style_taps", None, "Style taps, comma-separated.")
 flags.DEFINE_string("dtype", None, "Compute dtype: float32 or bfloat16.")
@@ -43,9 +57,24 @@ FLAGS = flags.FLAGS
 
 # Flags whose value is copied to the config key of the same name (when given).
 _DIRECT = (
-    "content", "style_blend_weights", "out", "weights", "steps", "optimizer", "learning_rate", "init",
-    "content_weight", "style_weight", "tv_weight", "style_scale", "preserve_colors", "content_taps",
-    "style_taps", "dtype", "seed", "sizes",
+    "content",
+    "style_blend_weights",
+    "out",
+    "weights",
+    "steps",
+    "optimizer",
+    "learning_rate",
+    "init",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_scale",
+    "preserve_colors",
+    "content_taps",
+    "style_taps",
+    "dtype",
+    "seed",
+    "sizes",
 )
 
 
@@ -55,7 +84,9 @@ def build_config():
     if config is None:
         config = style.default_config(FLAGS.model or "efficientnet_lite0")
     elif FLAGS.model is not None and FLAGS.model != config.model:
-        raise app.UsageError("--model conflicts with the config's model; set --config.model instead")
+        raise app.UsageError(
+            "--model conflicts with the config's model; set --config.model instead"
+        )
     for name in _DIRECT:
         value = getattr(FLAGS, name)
         if value is not None:
@@ -70,7 +101,11 @@ def build_config():
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    style.run_from_config(build_config())
+    try:
+        style.run_from_config(build_config())
+    except (FileNotFoundError, ValueError, MemoryError) as err:
+        # Bad input (missing/unreadable image, unknown tap, too-large image): one clear line, no traceback.
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ class TinyCNN(nn.Module):
         if taps is not None:
             unknown = [t for t in taps if t not in self.tap_names()]
             if unknown:
-                raise ValueError(f"unknown taps {unknown}; valid taps are: {', '.join(self.tap_names())}")
+                raise ValueError(
+                    f"unknown taps {unknown}; valid taps are: {', '.join(self.tap_names())}"
+                )
         out = {}
         x = nn.Conv(4, (3, 3), name="conv1")(x)
         out["conv1"] = x
@@ -70,7 +72,9 @@ def test_taps_fn_preprocesses_and_returns_requested_taps(tiny):
     image = np.random.default_rng(0).uniform(0, 255, (16, 16, 3)).astype(np.float32)
     got = jax.jit(taps_fn)(image, variables)
     normalised = (image - np.array(Pre.mean)) / np.array(Pre.std)
-    want = model.apply(variables, jnp.asarray(normalised[None], jnp.float32), taps=("relu2", "conv1"))
+    want = model.apply(
+        variables, jnp.asarray(normalised[None], jnp.float32), taps=("relu2", "conv1")
+    )
     assert set(got) == {"relu2", "conv1"}
     for name in got:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
@@ -78,7 +82,9 @@ def test_taps_fn_preprocesses_and_returns_requested_taps(tiny):
 
 def test_unknown_tap_lists_valid_names(tiny):
     model, variables = tiny
-    with pytest.raises(ValueError, match=r"relu7.*valid taps are: conv1, relu1, conv2, relu2, pool"):
+    with pytest.raises(
+        ValueError, match=r"relu7.*valid taps are: conv1, relu1, conv2, relu2, pool"
+    ):
         core.make_taps_fn(model, variables, ["relu1", "relu7"])
 
 
@@ -100,7 +106,9 @@ def test_save_load_roundtrip(tmp_path):
     np.testing.assert_array_equal(loaded, pixels)
     # out-of-range and batch-of-one inputs are clipped / squeezed on save
     core.save_image(tmp_path / "y.png", pixels[None] * 2 - 100)
-    np.testing.assert_array_equal(core.load_image(tmp_path / "y.png"), np.clip(pixels * 2 - 100, 0, 255))
+    np.testing.assert_array_equal(
+        core.load_image(tmp_path / "y.png"), np.clip(pixels * 2 - 100, 0, 255)
+    )
 
 
 def test_gray_rgba_palette_and_16bit_inputs(tmp_path):
@@ -124,7 +132,7 @@ def test_gray_rgba_palette_and_16bit_inputs(tmp_path):
     Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "pal.png")
     assert core.load_image(tmp_path / "pal.png").shape == (2, 2, 3)
 
-    sixteen = (np.arange(6, dtype=np.uint16).reshape(2, 3) * 13107)  # 0 … 65535
+    sixteen = np.arange(6, dtype=np.uint16).reshape(2, 3) * 13107  # 0 … 65535
     Image.fromarray(sixteen).save(tmp_path / "deep.png")
     loaded = core.load_image(tmp_path / "deep.png")
     np.testing.assert_allclose(loaded[..., 0], sixteen / 257.0, atol=1e-3)
@@ -160,8 +168,9 @@ def _counting_step(carry, consts):
     return (x, n + 1), {"x0": x[0], "n": n + 1}
 
 
-def test_chunked_loop_runs_exact_steps_and_compiles_once():
-    loop = core.ChunkedLoop(_counting_step, chunk_size=4, desc="count")
+@pytest.mark.parametrize("inner", ["scan", "python", "unrolled"])
+def test_chunked_loop_runs_exact_steps_and_compiles_once(inner):
+    loop = core.ChunkedLoop(_counting_step, chunk_size=4, desc="count", inner=inner)
     consts = {"decay": jnp.float32(0.5)}
     carry = (jnp.zeros((3,), jnp.float32), jnp.int32(0))
     carry, history = loop.run(carry, consts, 10, progress=False)  # 4 + 4 + 2 (masked) steps
@@ -182,14 +191,22 @@ def test_chunked_loop_runs_exact_steps_and_compiles_once():
 
 def test_chunked_loop_zero_steps_and_bad_arguments():
     loop = core.ChunkedLoop(_counting_step, chunk_size=2)
-    carry, history = loop.run((jnp.zeros((2,)), jnp.int32(0)), {"decay": jnp.float32(1)}, 0, progress=False)
+    carry, history = loop.run(
+        (jnp.zeros((2,)), jnp.int32(0)), {"decay": jnp.float32(1)}, 0, progress=False
+    )
     assert int(carry[1]) == 0 and history == {}
     with pytest.raises(ValueError):
         core.ChunkedLoop(_counting_step, chunk_size=0)
+    with pytest.raises(ValueError, match="inner"):
+        core.ChunkedLoop(_counting_step, inner="while")
+    # On this CPU-only test machine "auto" picks the per-step executable (see ChunkedLoop's docstring).
+    assert core.ChunkedLoop(_counting_step).inner == (
+        "python" if jax.default_backend() == "cpu" else "scan"
+    )
 
 
 def test_memory_budget_is_enforced_before_running():
     loop = core.ChunkedLoop(_counting_step, chunk_size=2, desc="tiny", memory_budget=8)
-    with pytest.raises(core.MemoryBudgetExceeded, match="tiny chunk needs about"):
+    with pytest.raises(core.MemoryBudgetExceeded, match="tiny step needs about"):
         loop.run((jnp.zeros((1000,)), jnp.int32(0)), {"decay": jnp.float32(1)}, 2, progress=False)
     assert core.memory_budget_bytes() > 2**20

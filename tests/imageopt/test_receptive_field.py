@@ -14,14 +14,18 @@ import numpy as np
 import pytest
 
 from tljax import models
-from tljax.imageopt.receptive_field import ReceptiveField, receptive_field, receptive_fields, trace_receptive_fields
+from tljax.imageopt.receptive_field import (
+    ReceptiveField,
+    receptive_field,
+    receptive_fields,
+    trace_receptive_fields,
+)
 from tljax.models.common import TapRecorder, tf_same_padding
 
 
-def positive_init(key, shape, dtype=jnp.float32):
-    """Positive weights scaled by fan-in so activations stay O(1) (and below ReLU6's ceiling)."""
-    fan_in = int(np.prod(shape[:-1]))
-    return jax.random.uniform(key, shape, dtype, 0.5, 1.0) / fan_in
+def _conv(features: int, kernel: int, **kwargs) -> nn.Conv:
+    """A square conv; its weights come from `_positive_variables`, never from its initializer."""
+    return nn.Conv(features, (kernel, kernel), **kwargs)
 
 
 class TinyNet(nn.Module):
@@ -35,20 +39,19 @@ class TinyNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, taps=None):
         rec = TapRecorder(taps, self.tap_names(), "TinyNet")
-        conv = lambda f, k, **kw: nn.Conv(f, (k, k), kernel_init=positive_init, bias_init=nn.initializers.constant(0.01), **kw)  # noqa: E731
         pad = tf_same_padding(x.shape[1], 3, 2)
         x = jnp.pad(x, ((0, 0), pad, pad, (0, 0)))
-        x = nn.relu(conv(4, 3, strides=2, padding="VALID")(x))
+        x = nn.relu(_conv(4, 3, strides=2, padding="VALID")(x))
         if rec.add("conv1", x):
             return rec.outputs
         x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         if rec.add("pool1", x):
             return rec.outputs
-        x = nn.relu(conv(4, 3, kernel_dilation=2, padding=((2, 2), (2, 2)))(x))
+        x = nn.relu(_conv(4, 3, kernel_dilation=2, padding=((2, 2), (2, 2)))(x))
         if rec.add("dilated", x):
             return rec.outputs
-        y = conv(4, 3, strides=2, padding=((1, 1), (1, 1)))(x)
-        x = nn.relu(y + conv(4, 1, strides=2, padding="VALID")(x))
+        y = _conv(4, 3, strides=2, padding=((1, 1), (1, 1)))(x)
+        x = nn.relu(y + _conv(4, 1, strides=2, padding="VALID")(x))
         if rec.add("block", x):
             return rec.outputs
         x = nn.avg_pool(x, (2, 2), (1, 1))
@@ -79,37 +82,54 @@ def _gradient_supports(apply_tap, image: jnp.ndarray, units) -> np.ndarray:
     return np.asarray(jnp.abs(grads).sum(-1) > 0)
 
 
-def _perturbation_supports(apply_tap, image: np.ndarray, pixels) -> dict:
-    """Adds +10 to each listed pixel (all channels) in turn; `f(y, x)` → mask of pixels that change unit (y, x)."""
+def _perturbation_supports(apply_taps, image: np.ndarray, pixels) -> dict:
+    """Adds +10 to each listed pixel (all channels) in turn, one batch for all taps.
+
+    Returns `{tap: f}` with `f(y, x)` the mask of pixels whose perturbation changes unit (y, x), channel 0.
+    """
     pixels = list(pixels)
     batch = np.repeat(image[None], len(pixels), axis=0)
     for i, (py, px) in enumerate(pixels):
         batch[i, py, px] += 10.0
-    base = np.asarray(apply_tap(jnp.asarray(image[None])))[0, ..., 0]  # [h, w]
-    values = np.asarray(apply_tap(jnp.asarray(batch)))[..., 0]  # [P, h, w]
-    changed = np.abs(values - base) > 1e-4 * np.maximum(1.0, np.abs(base))
+    base = apply_taps(jnp.asarray(image[None]))
+    perturbed = apply_taps(jnp.asarray(batch))
+    result = {}
+    for tap in base:
+        ref = np.asarray(base[tap])[0, ..., 0]  # [h, w]
+        values = np.asarray(perturbed[tap])[..., 0]  # [P, h, w]
+        changed = np.abs(values - ref) > 1e-4 * np.maximum(1.0, np.abs(ref))
 
-    def support(y: int, x: int) -> np.ndarray:
-        mask = np.zeros(image.shape[:2], bool)
-        for (py, px), hit in zip(pixels, changed[:, y, x], strict=True):
-            mask[py, px] = hit
-        return mask
+        def support(y: int, x: int, changed=changed) -> np.ndarray:
+            mask = np.zeros(image.shape[:2], bool)
+            for (py, px), hit in zip(pixels, changed[:, y, x], strict=True):
+                mask[py, px] = hit
+            return mask
 
-    return support
+        result[tap] = support
+    return result
 
 
 def test_axis_arithmetic_by_hand():
     # conv3 s2 after TF-SAME pad (0 low at even 32), then pool3 s2 p1: sizes 3 → 3+2·2 = 7, jumps 2 → 4.
     def fn(x):
         y = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-        y = jax.lax.conv_general_dilated(y, jnp.ones((3, 3, 3, 2)), (2, 2), "VALID",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = jax.lax.conv_general_dilated(
+            y, jnp.ones((3, 3, 3, 2)), (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
         z = nn.max_pool(y, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         return {"conv": y, "pool": z}
 
     fields = trace_receptive_fields(fn, (1, 32, 32, 3))
-    assert (fields["conv"].size, fields["conv"].jump, fields["conv"].offset) == ((3, 3), (2, 2), (0, 0))
-    assert (fields["pool"].size, fields["pool"].jump, fields["pool"].offset) == ((7, 7), (4, 4), (-2, -2))
+    assert (fields["conv"].size, fields["conv"].jump, fields["conv"].offset) == (
+        (3, 3),
+        (2, 2),
+        (0, 0),
+    )
+    assert (fields["pool"].size, fields["pool"].jump, fields["pool"].offset) == (
+        (7, 7),
+        (4, 4),
+        (-2, -2),
+    )
     assert fields["pool"].box(0, 0) == (0, 0, 5, 5)  # clipped at the top-left border
     assert fields["pool"].box(3, 2, clip=False) == (10, 6, 17, 13)
 
@@ -123,34 +143,41 @@ def test_known_published_fields():
     assert resnet["layer4.1"].output_hw == (7, 7)
 
 
-@pytest.mark.parametrize("tap", ["conv1", "pool1", "dilated", "block", "avg"])
-def test_tiny_net_matches_perturbation(tap):
+def test_tiny_net_matches_perturbation():
     model = TinyNet()
     hw = (30, 30)
-    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, *hw, 3)))
-    rf = receptive_field(model, tap, hw)
-    apply_tap = jax.jit(lambda x: model.apply(variables, x, taps=(tap,))[tap])
+    taps = TinyNet.tap_names()
+    variables = _positive_variables(model, hw)
+    fields = receptive_fields(model, taps, hw)
+    apply_all = jax.jit(lambda x: model.apply(variables, x, taps=taps))
     image = np.random.default_rng(0).uniform(0.2, 1.0, (*hw, 3)).astype(np.float32)
     all_pixels = [(i, j) for i in range(hw[0]) for j in range(hw[1])]
+    outputs = _perturbation_supports(apply_all, image, all_pixels)
+    for tap in taps:
+        rf = fields[tap]
+        h, w = rf.output_hw
+        for y, x in {(0, 0), (h // 2, w // 2), (h - 1, w - 1), (1, w - 2)}:
+            support = outputs[tap](y, x)
+            expected = _expected_mask(rf, y, x)
+            if tap == "dilated":
+                # A dilated kernel whose taps are further apart (2·4 px) than the field below them (7 px)
+                # leaves holes: the field bounds the support, and is its bounding box away from the
+                # border (at the border the outermost taps may land entirely in padding).
+                assert not (support & ~expected).any()
+                assert (~support & expected).any()
+                if rf.box(y, x) == rf.box(y, x, clip=False):
+                    assert _bounding_box(support) == rf.box(y, x)
+            else:
+                np.testing.assert_array_equal(support, expected, err_msg=f"{tap} unit {(y, x)}")
+    # Where no max-pool routes the gradient to one element, the gradient's support matches too.
+    rf = fields["conv1"]
     h, w = rf.output_hw
-    supports = _perturbation_supports(apply_tap, image, all_pixels)
-    for y, x in {(0, 0), (h // 2, w // 2), (h - 1, w - 1), (1, w - 2)}:
-        support = supports(y, x)
-        expected = _expected_mask(rf, y, x)
-        if tap == "dilated":
-            # A dilated kernel whose taps are further apart (2·4 px) than the field below them (7 px)
-            # leaves holes: the field bounds the support, and is its bounding box away from the border
-            # (at the border the outermost taps may land entirely in padding).
-            assert not (support & ~expected).any()
-            assert (~support & expected).any()
-            if rf.box(y, x) == rf.box(y, x, clip=False):
-                assert _bounding_box(support) == rf.box(y, x)
-        else:
-            np.testing.assert_array_equal(support, expected, err_msg=f"{tap} unit {(y, x)}")
-    if tap == "conv1":  # no max-pool on the path: the gradient support must match too
-        units = [(0, 0), (h // 2, w // 2), (h - 1, w - 1)]
-        for (y, x), grad in zip(units, _gradient_supports(apply_tap, jnp.asarray(image), units), strict=True):
-            np.testing.assert_array_equal(grad, _expected_mask(rf, y, x))
+    units = [(0, 0), (h // 2, w // 2), (h - 1, w - 1)]
+    conv1 = lambda x: apply_all(x)["conv1"]  # noqa: E731
+    for (y, x), grad in zip(
+        units, _gradient_supports(conv1, jnp.asarray(image), units), strict=True
+    ):
+        np.testing.assert_array_equal(grad, _expected_mask(rf, y, x))
 
 
 def _positive_variables(model: nn.Module, hw: tuple[int, int]):
@@ -198,12 +225,12 @@ def test_resnet18_matches_perturbation_lines():
     tap = "layer1.0"
     variables = _positive_variables(model, hw)
     rf = receptive_field(model, tap, hw)
-    apply_tap = jax.jit(lambda x: model.apply(variables, x, taps=(tap,))[tap])
+    apply_taps = jax.jit(lambda x: model.apply(variables, x, taps=(tap,)))
     image = np.random.default_rng(2).uniform(0.2, 1.0, (*hw, 3)).astype(np.float32)
     for y, x in [(0, 0), (5, 7)]:
         cy, cx = (int(c) for c in np.clip(np.round(rf.center(y, x)), 0, hw[0] - 1))
         line = [(cy, j) for j in range(hw[1])] + [(i, cx) for i in range(hw[0])]
-        support = _perturbation_supports(apply_tap, image, line)(y, x)
+        support = _perturbation_supports(apply_taps, image, line)[tap](y, x)
         expected = _expected_mask(rf, y, x)
         np.testing.assert_array_equal(support[cy], expected[cy])
         np.testing.assert_array_equal(support[:, cx], expected[:, cx])

@@ -12,7 +12,9 @@ from tljax.train.defaults import default_config
 CLASSES = ("red", "green", "blue", "gray")
 
 
-def make_image_folder(root: Path, *, per_class: int = 12, test_per_class: int = 6, size: int = 20, seed: int = 0) -> Path:
+def make_image_folder(
+    root: Path, *, per_class: int = 12, test_per_class: int = 6, size: int = 20, seed: int = 0
+) -> Path:
     """`root/{train,test}/<class>/*.png`: noisy images whose class is a colour cast (learnable in a few steps)."""
     rng = np.random.default_rng(seed)
     tints = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "gray": (0.5, 0.5, 0.5)}
@@ -27,7 +29,14 @@ def make_image_folder(root: Path, *, per_class: int = 12, test_per_class: int = 
     return root
 
 
-def tiny_config(data_root: Path, *, model: str = "tiny_cnn", recipe: str = "scratch", steps: int = 12, image_size: int = 16):
+def tiny_config(
+    data_root: Path,
+    *,
+    model: str = "tiny_cnn",
+    recipe: str = "scratch",
+    steps: int = 12,
+    image_size: int = 16,
+):
     """A locked config training `model` on the generated folder: batch 8, val carved from train."""
     config = default_config()
     config.recipe = recipe
@@ -47,7 +56,7 @@ def tiny_config(data_root: Path, *, model: str = "tiny_cnn", recipe: str = "scra
     config.optim.lr = 3e-2
     config.optim.weight_decay = 1e-4
     config.train.batch_size = 8
-    config.train.eval_batch_size = 16
+    config.train.eval_batch_size = 8
     config.train.steps = steps
     config.train.log_every = 2
     config.train.eval_every = 4

@@ -34,16 +34,33 @@ class TinyCNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         rec = TapRecorder(taps, self.tap_names(), "tiny_cnn")
-        bn = dict(train=train, frozen_bn=self.frozen_bn, epsilon=1e-5, dtype=self.dtype,
-                  param_dtype=self.param_dtype)
+        bn = dict(
+            train=train,
+            frozen_bn=self.frozen_bn,
+            epsilon=1e-5,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
         x = x.astype(self.dtype)
-        x = nn.Conv(self.width, (3, 3), strides=(2, 2), dtype=self.dtype, param_dtype=self.param_dtype,
-                    name="stem_conv")(x)
+        x = nn.Conv(
+            self.width,
+            (3, 3),
+            strides=(2, 2),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="stem_conv",
+        )(x)
         x = nn.relu(batch_norm(self, "stem_bn", x, **bn))
         if rec.add("stem", x):
             return rec.outputs
-        x = nn.Conv(2 * self.width, (3, 3), strides=(2, 2), dtype=self.dtype, param_dtype=self.param_dtype,
-                    name="block1_conv")(x)
+        x = nn.Conv(
+            2 * self.width,
+            (3, 3),
+            strides=(2, 2),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="block1_conv",
+        )(x)
         x = nn.relu(batch_norm(self, "block1_bn", x, **bn))
         if rec.add("block1", x):
             return rec.outputs
@@ -51,7 +68,9 @@ class TinyCNN(nn.Module):
         if rec.add("pool", x) or not self.include_top:
             return rec.outputs if rec.active else x
         x = nn.Dropout(0.1, deterministic=not train)(x)
-        x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="classifier")(x)
+        x = nn.Dense(
+            self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="classifier"
+        )(x)
         if rec.add("logits", x):
             return rec.outputs
         return x

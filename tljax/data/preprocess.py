@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from tljax.data.images import open_image
+
 _INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -179,3 +181,15 @@ class Normalizer:
         out *= self.scale
         out += self.offset
         return out
+
+
+def load_eval_image(path: str, preprocessing: Any) -> np.ndarray:
+    """One image file through the weights' evaluation transform → normalised `float32 [crop, crop, 3]`.
+
+    Decoding follows the data pipeline (EXIF orientation, gray/RGBA/CMYK/16-bit → RGB); raises on an
+    unreadable file (the caller decides whether to skip it).
+    """
+    geometry = Geometry(int(preprocessing.resize), int(preprocessing.crop),
+                        getattr(preprocessing, "interpolation", "bilinear"))
+    pixels = center_crop(open_image(str(path)), geometry)
+    return Normalizer(preprocessing.mean, preprocessing.std)(pixels[None])[0]

@@ -14,8 +14,8 @@ Submodules are imported on use (`from tljax.imageopt import style`), so importin
 from tljax.imageopt.core import (
     ChunkedLoop,
     MemoryBudgetExceeded,
-    TapSpec,
     TapsFn,
+    TapSpec,
     check_taps,
     deprocess,
     fit_max_side,

@@ -11,9 +11,12 @@ square ("l2", the original DeepDream objective whose gradient is the activation 
 
 Tiled gradients: an image too large to differentiate at once is cut into `tile_size` cores, each
 differentiated inside a window with `tile_overlap` pixels of context on every side, and only the core
-of each window's gradient is kept. With enough context (twice the tap's receptive-field radius) this is
-exactly the untiled gradient; with less, the random roll moves the remaining seams every step so they
-never accumulate. `tiling="auto"` tiles only when XLA says the untiled step would not fit in memory.
+of each window's gradient is kept. With enough context (twice the tap's receptive-field radius) and
+window starts on the tap's stride grid this is exactly the untiled gradient; with less, the random roll
+moves the remaining seams every step so they never accumulate. `tiling="auto"` tiles only when XLA
+says the untiled step would not fit in memory. Windows are visited by a `lax.scan`, so only one
+window's activations are alive at a time (on XLA:CPU that loop is slower than untiled, which is why
+tiling is not the default when the image fits).
 """
 
 from __future__ import annotations
@@ -97,7 +100,9 @@ class DreamOptions:
         if self.objective_weights is not None:
             weights = tuple(float(w) for w in self.objective_weights)
             if len(weights) != len(self.objectives):
-                raise ValueError(f"{len(weights)} objective weights for {len(self.objectives)} objectives")
+                raise ValueError(
+                    f"{len(weights)} objective weights for {len(self.objectives)} objectives"
+                )
             object.__setattr__(self, "objective_weights", weights)
         if self.reduction not in ("mean", "l2"):
             raise ValueError(f"reduction={self.reduction!r}; expected 'mean' or 'l2'")
@@ -144,32 +149,58 @@ def make_objective(
     reduction: str,
     full_shapes: Mapping[str, tuple[int, ...]],
 ):
-    """`objective(image [H, W, 3], variables) -> scalar`: the weighted sum over specs of Σ f(activation) / N.
+    """`objective(image [H, W, 3], variables, region=None) -> scalar`: Σ_specs weight · Σ f(activation) / N.
 
     N is the number of summed elements *on the full image* (`full_shapes`, tap → activation shape), so
-    on the whole image this is the mean, and over tiles the per-tile values add up to it (up to overlap):
-    summing rather than averaging per tile is what makes tiled and untiled gradients equal.
+    on the whole image this is the mean, and per-tile sums add up to it: summing rather than averaging
+    per tile is what makes tiled and untiled gradients equal. `region = (y0, y1, x0, x1)` (pixels, may
+    be traced) restricts the sum to activations whose receptive-field origin lies inside it; tiles use
+    it to report the exact value of the part they own.
     """
     normalisers = []
     for spec in specs:
         shape = full_shapes[spec.tap]
         channels = shape[-1]
         if spec.channel is not None and spec.channel >= channels:
-            raise ValueError(f"channel {spec.channel} out of range for tap {spec.tap!r} ({channels} channels)")
-        normalisers.append(core.num_positions(shape) * (1 if spec.channel is not None else channels))
+            raise ValueError(
+                f"channel {spec.channel} out of range for tap {spec.tap!r} ({channels} channels)"
+            )
+        normalisers.append(
+            core.num_positions(shape) * (1 if spec.channel is not None else channels)
+        )
 
-    def objective(image: Array, variables: PyTree) -> Array:
-        acts = taps_fn(image, variables)
+    def reduce(acts: Mapping[str, Array], image_hw: tuple[int, int], region: tuple | None) -> Array:
         total = jnp.zeros((), jnp.float32)
         for spec, weight, n in zip(specs, weights, normalisers, strict=True):
-            a = acts[spec.tap].astype(jnp.float32)
-            if spec.channel is not None:
-                a = a[..., spec.channel]
-            value = jnp.sum(a) if reduction == "mean" else 0.5 * jnp.sum(a * a)
-            total = total + weight * value / n
+            a = acts[spec.tap].astype(jnp.float32)[0]  # [h, w, C]
+            a = a[..., spec.channel] if spec.channel is not None else a
+            per_element = a if reduction == "mean" else 0.5 * a * a
+            if region is not None:
+                mask = _region_mask(a.shape[:2], image_hw, region)
+                per_element = per_element * mask.reshape(mask.shape + (1,) * (a.ndim - 2))
+            total = total + weight * jnp.sum(per_element) / n
         return total
 
+    def objective(image: Array, variables: PyTree, region: tuple | None = None) -> Array:
+        return reduce(taps_fn(image, variables), image.shape[:2], region)
+
+    def full_and_region(image: Array, variables: PyTree, region: tuple) -> tuple[Array, Array]:
+        """Both sums from one forward pass (for tiles: gradient of the first, report the second)."""
+        acts = taps_fn(image, variables)
+        return reduce(acts, image.shape[:2], None), reduce(acts, image.shape[:2], region)
+
+    objective.full_and_region = full_and_region
     return objective
+
+
+def _region_mask(map_hw: tuple[int, int], image_hw: tuple[int, int], region: tuple) -> Array:
+    """[h, w] mask of activation positions whose top-left pixel (index × stride) lies in `region`."""
+    y0, y1, x0, x1 = region
+    ys = jnp.arange(map_hw[0]) * (image_hw[0] / map_hw[0])
+    xs = jnp.arange(map_hw[1]) * (image_hw[1] / map_hw[1])
+    inside_y = (ys >= y0) & (ys < y1)
+    inside_x = (xs >= x0) & (xs < x1)
+    return (inside_y[:, None] & inside_x[None, :]).astype(jnp.float32)
 
 
 def tile_windows(length: int, tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -189,30 +220,42 @@ def tile_windows(length: int, tile: int, overlap: int) -> tuple[np.ndarray, np.n
     return cores.astype(np.int32), windows.astype(np.int32), tile, window
 
 
-def tiled_value_and_grad(objective, image: Array, variables: PyTree, tile: int, overlap: int):
-    """(≈value, gradient) of `objective` on `image [H, W, 3]`, one window at a time (`lax.scan`).
+def _owned_starts(cores: np.ndarray, core_len: int) -> np.ndarray:
+    """Where each core's *owned* part starts: the shifted last core does not own its overlap."""
+    owned = cores.copy()
+    owned[1:] = np.maximum(cores[1:], cores[:-1] + core_len)
+    return owned
 
-    Only one window's activations are alive at a time, which bounds memory by the tile size; the value
-    is the sum of per-window values weighted by core/window area (an estimate, used for reporting).
+
+def tiled_value_and_grad(objective, image: Array, variables: PyTree, tile: int, overlap: int):
+    """(value, gradient) of `objective` on `image [H, W, 3]`, one window at a time (`lax.scan`).
+
+    Only one window's activations are alive at a time, which bounds memory by the tile size. Each window
+    contributes the gradient of its core and the objective over the activations it owns, so both equal
+    the untiled ones when `overlap` covers twice the receptive-field radius and window starts are
+    multiples of the tap's stride.
     """
     height, width = image.shape[:2]
     core_y, win_y, core_h, win_h = tile_windows(height, tile, overlap)
     core_x, win_x, core_w, win_w = tile_windows(width, tile, overlap)
-    grid = np.stack(
-        [a.ravel() for a in np.meshgrid(core_y, core_x, indexing="ij")]
-        + [a.ravel() for a in np.meshgrid(win_y, win_x, indexing="ij")],
-        axis=1,
-    )  # [tiles, 4]: core y, core x, window y, window x
-    area_ratio = (core_h * core_w) / (win_h * win_w)
+    own_y, own_x = _owned_starts(core_y, core_h), _owned_starts(core_x, core_w)
+    columns = [
+        np.meshgrid(a, b, indexing="ij")
+        for a, b in ((core_y, core_x), (win_y, win_x), (own_y, own_x))
+    ]
+    grid = np.stack([m.ravel() for pair in columns for m in pair], axis=1)  # [tiles, 6]
 
     def body(carry, starts):
         grad, value = carry
-        cy, cx, wy, wx = starts[0], starts[1], starts[2], starts[3]
+        cy, cx, wy, wx, oy, ox = (starts[i] for i in range(6))
         window = lax.dynamic_slice(image, (wy, wx, 0), (win_h, win_w, 3))
-        v, g = jax.value_and_grad(objective)(window, variables)
+        owned = (oy - wy, cy - wy + core_h, ox - wx, cx - wx + core_w)  # in window coordinates
+        (_, v), g = jax.value_and_grad(
+            lambda w: objective.full_and_region(w, variables, owned), has_aux=True
+        )(window)
         core_grad = lax.dynamic_slice(g, (cy - wy, cx - wx, 0), (core_h, core_w, 3))
         grad = lax.dynamic_update_slice(grad, core_grad, (cy, cx, 0))
-        return (grad, value + v * area_ratio), None
+        return (grad, value + v), None
 
     init = (jnp.zeros_like(image), jnp.zeros((), jnp.float32))
     (grad, value), _ = lax.scan(body, init, jnp.asarray(grid))
@@ -224,7 +267,9 @@ def make_step(objective, options: DreamOptions, tiled: bool):
 
     def value_and_grad(image, variables):
         if tiled:
-            return tiled_value_and_grad(objective, image, variables, options.tile_size, options.tile_overlap)
+            return tiled_value_and_grad(
+                objective, image, variables, options.tile_size, options.tile_overlap
+            )
         return jax.value_and_grad(objective)(image, variables)
 
     def step(carry, variables):
@@ -264,7 +309,9 @@ class DreamResult:
     trace_counts: dict[str, int]
 
 
-def octave_shapes(hw: tuple[int, int], octaves: int, scale: float, min_side: int) -> list[tuple[int, int]]:
+def octave_shapes(
+    hw: tuple[int, int], octaves: int, scale: float, min_side: int
+) -> list[tuple[int, int]]:
     """Sizes of the pyramid, coarsest first, ending at `hw`; levels below `min_side` are dropped."""
     shapes = []
     for k in range(octaves - 1, -1, -1):
@@ -291,7 +338,9 @@ def dream(
     does not fit, `core.MemoryBudgetExceeded` says so.
     """
     specs = options.specs
-    taps_fn = core.make_taps_fn(model, variables, [s.tap for s in specs], preprocessing=preprocessing)
+    taps_fn = core.make_taps_fn(
+        model, variables, [s.tap for s in specs], preprocessing=preprocessing
+    )
     budget = memory_budget if memory_budget is not None else core.memory_budget_bytes()
     base = np.asarray(image, np.float32)
     loops: dict[bool, dict[tuple[int, int], core.ChunkedLoop]] = {False: {}, True: {}}
@@ -299,20 +348,26 @@ def dream(
     detail = None
     reports: list[OctaveReport] = []
     histories = []
-    for hw in octave_shapes(base.shape[:2], options.octaves, options.octave_scale, options.min_side):
+    for hw in octave_shapes(
+        base.shape[:2], options.octaves, options.octave_scale, options.min_side
+    ):
         octave_base = core.resize_image(base, hw)
         detail = np.zeros_like(octave_base) if detail is None else core.resize_image(detail, hw)
         current = np.clip(octave_base + detail, 0.0, 255.0)
         full_shapes = {
             t: s.shape
-            for t, s in jax.eval_shape(taps_fn, jax.ShapeDtypeStruct((*hw, 3), jnp.float32), variables).items()
+            for t, s in jax.eval_shape(
+                taps_fn, jax.ShapeDtypeStruct((*hw, 3), jnp.float32), variables
+            ).items()
         }
         objective = make_objective(taps_fn, specs, options.weights, options.reduction, full_shapes)
 
         order = {"never": (False,), "always": (True,), "auto": (False, True)}[options.tiling]
         for tiled in order:
             step, value_and_grad = make_step(objective, options, tiled)
-            loop = core.ChunkedLoop(step, options.chunk_size, desc=f"dream {hw[1]}×{hw[0]}", memory_budget=budget)
+            loop = core.ChunkedLoop(
+                step, options.chunk_size, desc=f"dream {hw[1]}×{hw[0]}", memory_budget=budget
+            )
             carry = (jnp.asarray(current), key)
             try:
                 loop.compile(carry, variables)
@@ -323,14 +378,18 @@ def dream(
                         if tiled
                         else "use tiling='auto' or 'always', or a smaller image"
                     )
-                    raise core.MemoryBudgetExceeded(err.needed, err.budget, err.what, hint) from None
+                    raise core.MemoryBudgetExceeded(
+                        err.needed, err.budget, err.what, hint
+                    ) from None
                 log.info("dream: %s×%s does not fit untiled (%s); tiling", hw[1], hw[0], err)
                 continue
             break
         loops[tiled][hw] = loop
         measure = jax.jit(lambda x, v, f=value_and_grad: f(x, v)[0])
         before = float(measure(jnp.asarray(current), variables))
-        (result, key), history = loop.run(carry, variables, options.steps_per_octave, progress=progress)
+        (result, key), history = loop.run(
+            carry, variables, options.steps_per_octave, progress=progress
+        )
         after = float(measure(result, variables))
         current = np.asarray(result)
         detail = current - octave_base
@@ -360,7 +419,9 @@ def default_config(model: str = "efficientnet_lite0") -> Any:
     base.update(dream_defaults(model))
     config = ml_collections.ConfigDict()
     config.model = model
-    config.weights = "default"  # registered name, file path, "default" (the model's own) or "random"
+    config.weights = (
+        "default"  # registered name, file path, "default" (the model's own) or "random"
+    )
     config.image = ""
     config.out = "dream.png"
     config.max_side = 0  # resize the input so its longer side is this (0: keep)
@@ -379,7 +440,9 @@ def default_config(model: str = "efficientnet_lite0") -> Any:
 def options_from_config(config: Mapping[str, Any]) -> DreamOptions:
     values = {name: config[name] for name in _OPTION_FIELDS}
     if isinstance(values["objectives"], str):
-        values["objectives"] = tuple(s.strip() for s in values["objectives"].split(",") if s.strip())
+        values["objectives"] = tuple(
+            s.strip() for s in values["objectives"].split(",") if s.strip()
+        )
     weights = values["objective_weights"]
     if isinstance(weights, str):
         weights = tuple(float(w) for w in weights.split(",") if w.strip())
@@ -395,9 +458,15 @@ def run_from_config(config: Mapping[str, Any], *, progress: bool = True) -> Drea
     if not config["image"]:
         raise ValueError("an input image is needed (--image)")
     image = core.load_image(config["image"], max_side=config["max_side"] or None)
-    model, variables, preprocessing = core.load_backbone(config["model"], config["weights"], dtype=config["dtype"])
-    result = dream(model, variables, image, preprocessing=preprocessing, options=options, progress=progress)
+    model, variables, preprocessing = core.load_backbone(
+        config["model"], config["weights"], dtype=config["dtype"]
+    )
+    result = dream(
+        model, variables, image, preprocessing=preprocessing, options=options, progress=progress
+    )
     out = core.save_image(config["out"], result.image)
     gains = ", ".join(f"{r.objective_before:.3g}→{r.objective_after:.3g}" for r in result.octaves)
-    print(f"wrote {Path(out).resolve()}  ({result.image.shape[1]}×{result.image.shape[0]}; objective per octave {gains})")
+    print(
+        f"wrote {Path(out).resolve()}  ({result.image.shape[1]}×{result.image.shape[0]}; objective per octave {gains})"
+    )
     return result

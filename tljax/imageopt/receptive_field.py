@@ -107,7 +107,9 @@ def _union_deps(deps: Sequence[_Dep], out_shape: Sequence[int], in_shapes: Seque
             if input_axis in by_input_axis:
                 prev_axis, prev_map = by_input_axis[input_axis]
                 if prev_axis != array_axis:
-                    raise NotImplementedError("operands index the same input axis on different array axes")
+                    raise NotImplementedError(
+                        "operands index the same input axis on different array axes"
+                    )
                 by_input_axis[input_axis] = (array_axis, prev_map.union(amap))
             else:
                 by_input_axis[input_axis] = (array_axis, amap)
@@ -226,8 +228,15 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
                 raise NotImplementedError("reduce_window with base dilation is not supported")
             dilations = params.get("window_dilation") or (1,) * len(out_shape)
             axes = {
-                a: (k, m.window(params["window_dimensions"][a], params["window_strides"][a],
-                                params["padding"][a][0], dilations[a]))
+                a: (
+                    k,
+                    m.window(
+                        params["window_dimensions"][a],
+                        params["window_strides"][a],
+                        params["padding"][a][0],
+                        dilations[a],
+                    ),
+                )
                 for a, (k, m) in dep.axes.items()
             }
             outs.append(_Dep(axes, dep.global_axes))
@@ -249,7 +258,12 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
         dep = deps[0]
         strides = params["strides"] or (1,) * len(out_shape)
         axes = {
-            a: (k, AxisMap(m.size, m.jump * strides[a], m.offset + params["start_indices"][a] * m.jump))
+            a: (
+                k,
+                AxisMap(
+                    m.size, m.jump * strides[a], m.offset + params["start_indices"][a] * m.jump
+                ),
+            )
             for a, (k, m) in dep.axes.items()
         }
         return [_Dep(axes, dep.global_axes)]
@@ -317,7 +331,9 @@ def _reshape(dep: _Dep, in_shape: Sequence[int], out_shape: Sequence[int]) -> _D
     out_big = [a for a, n in enumerate(out_shape) if n != 1]
     if [in_shape[a] for a in in_big] != [out_shape[a] for a in out_big]:
         if dep.axes:
-            raise NotImplementedError(f"reshape {tuple(in_shape)} -> {tuple(out_shape)} of a spatial map")
+            raise NotImplementedError(
+                f"reshape {tuple(in_shape)} -> {tuple(out_shape)} of a spatial map"
+            )
         return dep
     axes, global_axes = {}, set(dep.global_axes)
     for a, (k, m) in dep.axes.items():
@@ -337,7 +353,13 @@ def _dot_general(eqn, deps, in_shapes) -> _Dep:
     lhs_free = [a for a in range(lhs_rank) if a not in lhs_contract and a not in lhs_batch]
     rhs_free = [a for a in range(rhs_rank) if a not in rhs_contract and a not in rhs_batch]
     if deps[0] is not None:
-        dep, contract, batch, free, free_start = deps[0], lhs_contract, lhs_batch, lhs_free, len(lhs_batch)
+        dep, contract, batch, free, free_start = (
+            deps[0],
+            lhs_contract,
+            lhs_batch,
+            lhs_free,
+            len(lhs_batch),
+        )
     else:
         dep, contract, batch, free = deps[1], rhs_contract, rhs_batch, rhs_free
         free_start = len(rhs_batch) + len(lhs_free)
@@ -369,7 +391,9 @@ class ReceptiveField:
     def box(self, y: int, x: int, *, clip: bool = True) -> tuple[int, int, int, int]:
         """Input-pixel box `(top, left, bottom, right)` (half-open) of unit `(y, x)`, clipped to the image."""
         if not (0 <= y < self.output_hw[0] and 0 <= x < self.output_hw[1]):
-            raise ValueError(f"unit ({y}, {x}) is outside tap {self.tap!r} of size {self.output_hw}")
+            raise ValueError(
+                f"unit ({y}, {x}) is outside tap {self.tap!r} of size {self.output_hw}"
+            )
         top = self.offset[0] + y * self.jump[0]
         left = self.offset[1] + x * self.jump[1]
         bottom, right = top + self.size[0], left + self.size[1]
@@ -409,7 +433,9 @@ def trace_receptive_fields(
     input_dep = _Dep({1: (0, _IDENTITY), 2: (1, _IDENTITY)})
     out_deps = _walk(closed.jaxpr, [input_dep] + [None] * n_const_leaves)
     # make_jaxpr flattens the output dict in jax.tree order (sorted keys).
-    flat_names = [path[0].key for path, _ in jax.tree_util.tree_flatten_with_path(dict(out_tree))[0]]
+    flat_names = [
+        path[0].key for path, _ in jax.tree_util.tree_flatten_with_path(dict(out_tree))[0]
+    ]
     result = {}
     for name, dep, var in zip(flat_names, out_deps, closed.jaxpr.outvars, strict=True):
         shape = var.aval.shape
@@ -450,7 +476,9 @@ def receptive_fields(
     if variables is None:
         variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(shape, jnp.float32))
     # Weights enter the trace as abstract inputs (not baked-in constants): only their shapes matter.
-    abstract = jax.tree.map(lambda v: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)), variables)
+    abstract = jax.tree.map(
+        lambda v: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)), variables
+    )
 
     def fn(x, vs):
         return dict(model.apply(vs, x, train=False, taps=taps))

@@ -143,6 +143,10 @@ class StyleOptions:
       lbfgs_memory: number of (s, y) pairs L-BFGS keeps.
       preserve_colors: "none", "luminance" (transfer only the YIQ luminance; the content's chroma is
         kept) or "histogram" (the style images' colour mean/covariance are matched to the content first).
+      edge_pad: pixels of reflection border added around every image before the network, whose
+        activations are cropped back out. With EfficientNet-Lite the activations at the network's
+        border (zero padding of BN-shifted features, TF's asymmetric 'SAME') pull a band of coloured
+        noise into the top rows; excluding them removes it. 0 for VGG (as neural-style).
       chunk_size: steps per compiled `lax.scan` chunk (progress-bar granularity).
       seed: for the noise init.
     """
@@ -161,6 +165,7 @@ class StyleOptions:
     learning_rate: float = 2.0
     lbfgs_memory: int = 10
     preserve_colors: str = "none"
+    edge_pad: int = 0
     chunk_size: int = 25
     seed: int = 0
 
@@ -188,7 +193,9 @@ class StyleOptions:
         if not self.content_taps or not self.style_taps:
             raise ValueError("style transfer needs at least one content tap and one style tap")
         if not self.sizes or min(self.sizes) < 16:
-            raise ValueError(f"sizes must be a non-empty list of sides >= 16 pixels, got {self.sizes}")
+            raise ValueError(
+                f"sizes must be a non-empty list of sides >= 16 pixels, got {self.sizes}"
+            )
         if self.steps < 0 or self.style_scale <= 0:
             raise ValueError("steps must be >= 0 and style_scale > 0")
 
@@ -202,8 +209,10 @@ class StyleOptions:
 # Good starting points per backbone family (matched by model-name prefix). VGG19 is neural-style's
 # choice of layers with the seeds' α=10, β=40 (whose Gram normalisation already balances the terms).
 # EfficientNet-Lite0 was tuned by eye on the embedded default (chelsea × Klimt, 256 px): its block
-# outputs are linear projections whose statistics differ a lot between depths, so deep content + early
-# style taps, and a much larger β, were needed before the texture showed. ResNet has no weights offline
+# outputs are linear projections whose Gram losses differ ~100× between depths, so the stem (the only
+# post-ReLU tap, and the weakest term) gets most of λ; content from a deep block leaves the texture free;
+# β/α ≈ 300 balances the two terms at convergence, and the TV term and the reflection border
+# (`edge_pad`) remove the high-frequency and border noise Lite's stride-2 stem otherwise lets through. ResNet has no weights offline
 # to tune against: its values follow the usual choice (block outputs of each stage for style, a
 # mid-network block for content) and are a starting point only.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -224,11 +233,13 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         sizes=(512,),
     ),
     "efficientnet_lite": dict(
-        content_taps=("blocks.7",),
+        content_taps=("blocks.10",),
         style_taps=("stem", "blocks.0", "blocks.2", "blocks.4", "blocks.7"),
+        style_layer_weights=(0.6, 0.1, 0.1, 0.1, 0.1),
         content_weight=10.0,
-        style_weight=1e4,
-        tv_weight=10.0,
+        style_weight=3e3,
+        tv_weight=1e3,
+        edge_pad=16,
         sizes=(512,),
     ),
 }
@@ -264,7 +275,9 @@ def preserve_luminance(stylised: np.ndarray, content: np.ndarray) -> np.ndarray:
     return np.clip(np.concatenate([y, iq], axis=-1) @ _YIQ_TO_RGB.T, 0.0, 255.0)
 
 
-def match_color_statistics(source: np.ndarray, reference: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+def match_color_statistics(
+    source: np.ndarray, reference: np.ndarray, eps: float = 1e-5
+) -> np.ndarray:
     """Affinely recolours `source` so its RGB mean and covariance equal `reference`'s (`[H, W, 3]`, 0..255).
 
     x ↦ Σ_r^{1/2} Σ_s^{-1/2} (x − μ_s) + μ_r with symmetric square roots: Gatys et al.'s colour-histogram
@@ -307,14 +320,36 @@ def build_targets(
     options: StyleOptions,
 ) -> StyleTargets:
     """Content activations of `content` and the blend-weighted normalised Grams of `styles`."""
-    content_acts = jax.jit(taps_fn)(jnp.asarray(content), variables)
+    features = jax.jit(lambda x, v: _padded_taps(taps_fn, x, v, options.edge_pad))
+    content_acts = features(jnp.asarray(content), variables)
     content_targets = {t: content_acts[t] for t in options.content_taps}
     grams = {t: 0.0 for t in options.style_taps}
     for style, weight in zip(styles, blend_weights, strict=True):
-        acts = jax.jit(taps_fn)(jnp.asarray(style), variables)
+        acts = features(jnp.asarray(style), variables)
         for t in options.style_taps:
             grams[t] = grams[t] + weight * normalised_gram(acts[t])
     return StyleTargets(content_targets, grams)
+
+
+def _padded_taps(
+    taps_fn: core.TapsFn, image: Array, variables: PyTree, pad: int
+) -> dict[str, Array]:
+    """Activations of `image [H, W, 3]` seen through a reflection border (see `StyleOptions.edge_pad`).
+
+    The image is mirrored by `pad` pixels per side, and every activation map is cropped by the same
+    margin (scaled to its resolution), so the network's own border - where zero padding makes
+    spurious responses - never enters the loss, and the image's border rows are seen like interior ones.
+    """
+    if pad <= 0:
+        return taps_fn(image, variables)
+    pad = min(pad, image.shape[0] - 1, image.shape[1] - 1)  # reflection needs pad < size
+    padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    out = {}
+    for name, act in taps_fn(padded, variables).items():
+        margin_h = round(pad * act.shape[1] / padded.shape[0])
+        margin_w = round(pad * act.shape[2] / padded.shape[1])
+        out[name] = act[:, margin_h : act.shape[1] - margin_h, margin_w : act.shape[2] - margin_w]
+    return out
 
 
 def style_transfer_loss(
@@ -325,7 +360,7 @@ def style_transfer_loss(
     options: StyleOptions,
 ) -> tuple[Array, dict[str, Array]]:
     """J(G) and its unweighted terms `{"content", "style", "tv"}` (style = Σ_l λ_l·J_style^l)."""
-    acts = taps_fn(image, variables)
+    acts = _padded_taps(taps_fn, image, variables, options.edge_pad)
     j_content = sum(content_cost(targets.content[t], acts[t]) for t in options.content_taps) / len(
         options.content_taps
     )
@@ -334,7 +369,11 @@ def style_transfer_loss(
         for t, w in zip(options.style_taps, options.layer_weights, strict=True)
     )
     j_tv = total_variation(image)
-    total = options.content_weight * j_content + options.style_weight * j_style + options.tv_weight * j_tv
+    total = (
+        options.content_weight * j_content
+        + options.style_weight * j_style
+        + options.tv_weight * j_tv
+    )
     return total, {"content": j_content, "style": j_style, "tv": j_tv}
 
 
@@ -383,7 +422,9 @@ def make_lbfgs_step(value_fn, optimizer: optax.GradientTransformationExtraArgs):
         # Reuses the value and gradient the linesearch already computed at the accepted point, so an
         # iteration costs one forward/backward plus the linesearch's extra evaluations (often none).
         value, grad = optax.value_and_grad_from_state(value_at)(x, state=opt_state)
-        updates, opt_state = optimizer.update(grad, opt_state, x, value=value, grad=grad, value_fn=value_at)
+        updates, opt_state = optimizer.update(
+            grad, opt_state, x, value=value, grad=grad, value_fn=value_at
+        )
         # No clipping here: projecting would break the curvature pairs L-BFGS relies on. Pixels that
         # wander out of range are clipped once, when the result is returned.
         return (optax.apply_updates(x, updates), opt_state), {"loss": value}
@@ -455,7 +496,9 @@ def stylize(
         raise ValueError(f"{len(blend_weights)} blend weights for {len(styles)} style images")
     total_weight = float(sum(blend_weights))
     if total_weight <= 0 or min(blend_weights) < 0:
-        raise ValueError(f"blend weights must be >= 0 with a positive sum, got {list(blend_weights)}")
+        raise ValueError(
+            f"blend weights must be >= 0 with a positive sum, got {list(blend_weights)}"
+        )
     blend_weights = [float(w) / total_weight for w in blend_weights]
 
     content = np.asarray(content, np.float32)
@@ -482,7 +525,9 @@ def stylize(
         styles_at_scale = [core.fit_max_side(s, style_side) for s in styles]
         if options.preserve_colors == "histogram":
             styles_at_scale = [match_color_statistics(s, content_at_scale) for s in styles_at_scale]
-        targets = build_targets(taps_fn, variables, content_at_scale, styles_at_scale, blend_weights, options)
+        targets = build_targets(
+            taps_fn, variables, content_at_scale, styles_at_scale, blend_weights, options
+        )
 
         if image is None:
             image = _initial_image(options.init, content_at_scale, styles_at_scale[0], rng)
@@ -516,7 +561,9 @@ def stylize(
     )
 
 
-def _initial_image(init: str, content: np.ndarray, style: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _initial_image(
+    init: str, content: np.ndarray, style: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     if init == "content":
         return content.copy()
     if init == "style":
@@ -542,7 +589,9 @@ def default_config(model: str = "efficientnet_lite0") -> Any:
     base.update(style_defaults(model))
     config = ml_collections.ConfigDict()
     config.model = model
-    config.weights = "default"  # registered name, file path, "default" (the model's own) or "random"
+    config.weights = (
+        "default"  # registered name, file path, "default" (the model's own) or "random"
+    )
     config.content = ""
     config.styles = ""  # comma-separated paths
     config.style_blend_weights = ""  # comma-separated floats, "" → equal
@@ -583,7 +632,9 @@ def run_from_config(config: Mapping[str, Any], *, progress: bool = True) -> Styl
     options = options_from_config(config)
     style_paths = _split(config["styles"])
     if not config["content"] or not style_paths:
-        raise ValueError("both a content image (--content) and at least one style image (--style) are needed")
+        raise ValueError(
+            "both a content image (--content) and at least one style image (--style) are needed"
+        )
     content = core.load_image(config["content"])
     styles = [core.load_image(p) for p in style_paths]
     blend = _split(config["style_blend_weights"], float) or None
@@ -601,6 +652,9 @@ def run_from_config(config: Mapping[str, Any], *, progress: bool = True) -> Styl
         progress=progress,
     )
     out = core.save_image(config["out"], result.image)
-    print(f"wrote {Path(out).resolve()}  ({result.image.shape[1]}×{result.image.shape[0]}, final terms "
-          + ", ".join(f"{k}={v:.4g}" for k, v in result.final_terms.items()) + ")")
+    print(
+        f"wrote {Path(out).resolve()}  ({result.image.shape[1]}×{result.image.shape[0]}, final terms "
+        + ", ".join(f"{k}={v:.4g}" for k, v in result.final_terms.items())
+        + ")"
+    )
     return result

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax.imageopt.core import MeanStd, check_taps, deprocess, load_image, make_taps_fn, resize_image
+from tljax.imageopt.core import MeanStd, check_taps, deprocess, load_image, make_taps_fn
 from tljax.imageopt.receptive_field import ReceptiveField, receptive_fields
 
 Array = jax.Array
@@ -89,7 +89,9 @@ def _as_rgb(image: Any, where: str) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{where}: expected an [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] image, got {array.shape}")
+        raise ValueError(
+            f"{where}: expected an [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] image, got {array.shape}"
+        )
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     elif array.shape[-1] == 4:
@@ -100,7 +102,9 @@ def _as_rgb(image: Any, where: str) -> np.ndarray:
     return array
 
 
-def iterate_images(data: Any, preprocessing: MeanStd | None = None, batch_size: int = 32) -> Iterator[np.ndarray]:
+def iterate_images(
+    data: Any, preprocessing: MeanStd | None = None, batch_size: int = 32
+) -> Iterator[np.ndarray]:
     """Yields float32 `[H, W, 3]` 0..255 images, in order, from any supported kind of `data`.
 
     * a directory (its image files, sorted), a file path, or a sequence of paths: read with
@@ -125,8 +129,10 @@ def iterate_images(data: Any, preprocessing: MeanStd | None = None, batch_size: 
     if hasattr(data, "load") and hasattr(data, "__len__"):
         for index in range(len(data)):
             image, _label = data.load(index, None)
-            yield _as_rgb(np.asarray(image.convert("RGB") if hasattr(image, "convert") else image),
-                          f"source item {index}")
+            yield _as_rgb(
+                np.asarray(image.convert("RGB") if hasattr(image, "convert") else image),
+                f"source item {index}",
+            )
         return
     for i, item in enumerate(data):
         if isinstance(item, (str, os.PathLike)):
@@ -135,17 +141,30 @@ def iterate_images(data: Any, preprocessing: MeanStd | None = None, batch_size: 
             yield _as_rgb(item, f"image {i}")
 
 
-def _iterate_split(split: Any, preprocessing: MeanStd | None, batch_size: int) -> Iterator[np.ndarray]:
+def _iterate_split(
+    split: Any, preprocessing: MeanStd | None, batch_size: int
+) -> Iterator[np.ndarray]:
     try:
-        it = split.iterator(batch_size, shuffle=False, epochs=1, drop_remainder=False, augment=False)
+        it = split.iterator(
+            batch_size, shuffle=False, epochs=1, drop_remainder=False, augment=False
+        )
     except TypeError:  # a split type without the augment switch
         it = split.iterator(batch_size, shuffle=False, epochs=1, drop_remainder=False)
-    for batch in it:
-        images = np.asarray(batch["image"], np.float32)
-        # Without weights' preprocessing, tljax.data scales pixels to [-1, 1].
-        pixels = np.asarray(deprocess(images, preprocessing)) if preprocessing is not None else (images + 1.0) * 127.5
-        for image in np.clip(pixels, 0.0, 255.0):
-            yield image
+    try:
+        for batch in it:
+            images = np.asarray(batch["image"], np.float32)
+            # Without weights' preprocessing, tljax.data scales pixels to [-1, 1].
+            pixels = (
+                np.asarray(deprocess(images, preprocessing))
+                if preprocessing is not None
+                else (images + 1.0) * 127.5
+            )
+            for image in np.clip(pixels, 0.0, 255.0):
+                yield image
+    finally:  # stop grain's prefetch threads now if the caller stopped early (--max_images)
+        close = getattr(it, "close", None)
+        if callable(close):
+            close()
 
 
 def _fit_to_input(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +181,14 @@ def _fit_to_input(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndar
         ch, cw = h, max(1, round(h * tw / th))
     top, left = (h - ch) // 2, (w - cw) // 2
     region = image[top : top + ch, left : left + cw]
-    return resize_image(region, input_hw), region
+    if region.shape[:2] == (th, tw):
+        return region, region
+    # PIL rather than core.resize_image: jax.image.resize compiles once per distinct photo size.
+    from PIL import Image
+
+    pil = Image.fromarray(np.clip(region, 0, 255).round().astype(np.uint8))
+    resized = np.asarray(pil.resize((tw, th), Image.BICUBIC), np.float32)
+    return resized, region
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -202,12 +228,16 @@ def scan_top_activations(
     for tap in taps:
         shape = shapes[tap].shape
         if len(shape) != 4:
-            raise ValueError(f"tap {tap!r} has shape {tuple(shape)}; top-k patches need a [B, H, W, C] map")
+            raise ValueError(
+                f"tap {tap!r} has shape {tuple(shape)}; top-k patches need a [B, H, W, C] map"
+            )
         chosen = selections[tap]
         chosen = np.arange(shape[-1]) if chosen is None else np.asarray([int(c) for c in chosen])
         bad = [int(c) for c in chosen if not 0 <= c < shape[-1]]
         if bad:
-            raise ValueError(f"channel(s) {bad} out of range: tap {tap!r} has {shape[-1]} channels (0..{shape[-1] - 1})")
+            raise ValueError(
+                f"channel(s) {bad} out of range: tap {tap!r} has {shape[-1]} channels (0..{shape[-1] - 1})"
+            )
         channels[tap] = chosen
 
     trace_count = 0
@@ -258,7 +288,9 @@ def scan_top_activations(
         valid = np.arange(batch_size) < n
         state = step(state, images, valid, np.int32(count - n), variables)
         # Keep the pixels of current winners only; everything else can be dropped.
-        winners = set(np.unique(np.concatenate([np.asarray(s[1]).ravel() for s in state.values()])).tolist())
+        winners = set(
+            np.unique(np.concatenate([np.asarray(s[1]).ravel() for s in state.values()])).tolist()
+        )
         for i in list(originals):
             if i not in winners:
                 del originals[i]
@@ -281,7 +313,10 @@ def scan_top_activations(
         raise ValueError("the dataset yielded no images")
 
     tops = {}
-    for tap, (values, idx, pos) in state.items():
+    for (
+        tap
+    ) in taps:  # request order (jit returns dicts with sorted keys: blocks.10 before blocks.2)
+        values, idx, pos = state[tap]
         w = shapes[tap].shape[2]
         pos = np.asarray(pos)
         tops[tap] = TopActivations(
@@ -301,7 +336,10 @@ def scan_top_activations(
 
 
 def crop_patch(
-    original: np.ndarray, box: tuple[int, int, int, int], input_hw: tuple[int, int], fill: float = 128.0
+    original: np.ndarray,
+    box: tuple[int, int, int, int],
+    input_hw: tuple[int, int],
+    fill: float = 128.0,
 ) -> np.ndarray:
     """Crops input-pixel `box` (top, left, bottom, right; may extend past the border) from `original`.
 
@@ -320,7 +358,9 @@ def crop_patch(
     return patch
 
 
-def top_patches(scan: TopKScan, fields: Mapping[str, ReceptiveField]) -> dict[str, list[list[np.ndarray]]]:
+def top_patches(
+    scan: TopKScan, fields: Mapping[str, ReceptiveField]
+) -> dict[str, list[list[np.ndarray]]]:
     """Per tap, per chosen channel: the k receptive-field patches (float 0..255), best first."""
     out: dict[str, list[list[np.ndarray]]] = {}
     for tap, top in scan.tops.items():
@@ -368,7 +408,9 @@ def layer_figure(
     caption = 12 if labels else 0
     header = 18 if title else 0
     canvas = Image.new(
-        "RGB", (columns * (block + gap) + gap, header + rows * (block + caption + gap) + gap), (255, 255, 255)
+        "RGB",
+        (columns * (block + gap) + gap, header + rows * (block + caption + gap) + gap),
+        (255, 255, 255),
     )
     draw = ImageDraw.Draw(canvas)
     if title:
@@ -401,17 +443,24 @@ def render_layers(
     figures = {}
     for i, (tap, rows) in enumerate(patches.items(), start=1):
         rf = fields[tap]
-        title = f"Layer {i}: {tap}  (receptive field {rf.size[0]}x{rf.size[1]} px, stride {rf.jump[0]})"
+        title = (
+            f"Layer {i}: {tap}  (receptive field {rf.size[0]}x{rf.size[1]} px, stride {rf.jump[0]})"
+        )
         labels = [f"ch {int(c)}" for c in scan.tops[tap].channels]
         figures[tap] = layer_figure(rows, labels, title=title, cell=cell, columns=columns)
     width = max(f.shape[1] for f in figures.values())
     stacked = np.concatenate(
-        [np.pad(f, ((0, 0), (0, width - f.shape[1]), (0, 0)), constant_values=255) for f in figures.values()],
+        [
+            np.pad(f, ((0, 0), (0, width - f.shape[1]), (0, 0)), constant_values=255)
+            for f in figures.values()
+        ],
         axis=0,
     )
     return figures, stacked
 
 
-def layer_fields(model: nn.Module, taps: Iterable[str], input_hw: tuple[int, int]) -> dict[str, ReceptiveField]:
+def layer_fields(
+    model: nn.Module, taps: Iterable[str], input_hw: tuple[int, int]
+) -> dict[str, ReceptiveField]:
     """Receptive fields of `taps` at `input_hw` (a thin alias kept next to its only consumer)."""
     return receptive_fields(model, tuple(taps), input_hw)

@@ -1,9 +1,9 @@
 """Parameter groups (regex rules → frozen / lr multiplier / weight decay) and the BatchNorm policy.
 
-    assignment = assign_groups(params, [("classifier/.*", {}), (".*", "frozen")])
-    tx = build_optimizer(OptimConfig(lr=1e-3), assignment, params, total_steps=1000)
-    trainable, frozen = split_params(params, assignment.trainable_paths())
-    frozen_bn = frozen_bn_field(resolve_bn_policy(bn_module_paths(batch_stats), None, assignment))
+assignment = assign_groups(params, [("classifier/.*", {}), (".*", "frozen")])
+tx = build_optimizer(OptimConfig(lr=1e-3), assignment, params, total_steps=1000)
+trainable, frozen = split_params(params, assignment.trainable_paths())
+frozen_bn = frozen_bn_field(resolve_bn_policy(bn_module_paths(batch_stats), None, assignment))
 """
 
 from tljax.optim.bn_policy import (

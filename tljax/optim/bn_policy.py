@@ -57,7 +57,9 @@ def resolve_bn_policy(
         frozen_params = set(assignment.frozen_paths()) if assignment else set()
         all_params = set(assignment.groups) if assignment else set()
         for path in bn_paths:
-            affine = [f"{path}/{leaf}" for leaf in ("scale", "bias") if f"{path}/{leaf}" in all_params]
+            affine = [
+                f"{path}/{leaf}" for leaf in ("scale", "bias") if f"{path}/{leaf}" in all_params
+            ]
             frozen = bool(affine) and all(p in frozen_params for p in affine)
             decisions[path] = FROZEN_STATS if frozen else UPDATE_STATS
         return decisions

@@ -49,9 +49,9 @@ def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule
     """Linear warm-up then cosine decay to 0 (or constant) over `total_steps`."""
     warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
     if cfg.schedule == "cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0 if warmup else cfg.lr, cfg.lr, warmup, max(total_steps, warmup + 1), end_value=0.0
-        )
+        if not warmup:  # (optax warns about a zero-length warm-up phase)
+            return optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
+        return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(total_steps, warmup + 1), end_value=0.0)
     if cfg.schedule == "constant":
         if not warmup:
             return optax.constant_schedule(cfg.lr)
@@ -61,7 +61,9 @@ def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule
     raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'cosine' or 'constant'")
 
 
-def _group_transform(cfg: OptimConfig, group: ParamGroup, schedule: optax.Schedule) -> optax.GradientTransformation:
+def _group_transform(
+    cfg: OptimConfig, group: ParamGroup, schedule: optax.Schedule
+) -> optax.GradientTransformation:
     """The update rule of one trainable group, matching PyTorch's SGD (coupled L2) and AdamW (decoupled)."""
     weight_decay = cfg.weight_decay if group.weight_decay is None else group.weight_decay
     lr: Callable[[jax.Array], jax.Array] = lambda step: schedule(step) * group.lr_mult  # noqa: E731
@@ -83,7 +85,9 @@ def _group_transform(cfg: OptimConfig, group: ParamGroup, schedule: optax.Schedu
     return optax.chain(*parts)
 
 
-def build_optimizer(cfg: OptimConfig, assignment: Assignment, params: PyTree, total_steps: int) -> optax.GradientTransformation:
+def build_optimizer(
+    cfg: OptimConfig, assignment: Assignment, params: PyTree, total_steps: int
+) -> optax.GradientTransformation:
     """One optax transformation for the whole parameter tree, partitioned by the assigned groups.
 
     Gradient clipping (if any) runs first over the full gradient tree; the train step fills frozen slots
@@ -123,4 +127,11 @@ def frozen_state_leaves(opt_state: PyTree, assignment: Assignment) -> list[str]:
     return sorted(found)
 
 
-__all__ = ["OptimConfig", "build_optimizer", "learning_rate_schedule", "state_size", "frozen_state_leaves", "FROZEN"]
+__all__ = [
+    "OptimConfig",
+    "build_optimizer",
+    "learning_rate_schedule",
+    "state_size",
+    "frozen_state_leaves",
+    "FROZEN",
+]

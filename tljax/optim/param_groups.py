@@ -76,7 +76,10 @@ def parse_group(spec: Any) -> ParamGroup:
                 "valid keys are 'lr_mult' and 'weight_decay' (or the string 'frozen')"
             )
         wd = mapping.get("weight_decay")
-        return ParamGroup(lr_mult=float(mapping.get("lr_mult", 1.0)), weight_decay=None if wd is None else float(wd))
+        return ParamGroup(
+            lr_mult=float(mapping.get("lr_mult", 1.0)),
+            weight_decay=None if wd is None else float(wd),
+        )
     raise TypeError(f"cannot read parameter group {spec!r}: use 'frozen', a dict, or 'lr_mult=...'")
 
 
@@ -105,7 +108,9 @@ def parse_rules(rules: Iterable[Sequence[Any]]) -> tuple[Rule, ...]:
             raise ValueError(f"rule #{index}: invalid regex {pattern!r}: {err}") from err
         compiled.append(Rule(str(pattern), parse_group(group)))
     if not compiled:
-        raise ValueError("empty parameter rule list: every parameter must match some rule (add ('.*', {}))")
+        raise ValueError(
+            "empty parameter rule list: every parameter must match some rule (add ('.*', {}))"
+        )
     return tuple(compiled)
 
 
@@ -150,11 +155,23 @@ class Assignment:
         rows = [("#", "rule (regex)", "group", "tensors", "params")]
         for index, rule in enumerate(self.rules):
             paths = [p for p, r in self.rule_of.items() if r == index]
-            rows.append((str(index), rule.pattern, rule.group.label, str(len(paths)),
-                         f"{sum(self.sizes[p] for p in paths):,}"))
+            rows.append(
+                (
+                    str(index),
+                    rule.pattern,
+                    rule.group.label,
+                    str(len(paths)),
+                    f"{sum(self.sizes[p] for p in paths):,}",
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in
-                           enumerate(zip(row, widths, strict=True))) for row in rows]
+        lines = [
+            "  ".join(
+                cell.ljust(w) if i < 3 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in rows
+        ]
         total = self.num_trainable() + self.num_frozen()
         lines.append(
             f"trainable {self.num_trainable():,} / frozen {self.num_frozen():,} / total {total:,} parameters"
@@ -183,7 +200,9 @@ def assign_groups(params: PyTree, rules: Iterable[Sequence[Any]] | Sequence[Rule
         else:
             unmatched.append(path)
     if unmatched:
-        shown = ", ".join(unmatched[:20]) + (f", … ({len(unmatched)} in all)" if len(unmatched) > 20 else "")
+        shown = ", ".join(unmatched[:20]) + (
+            f", … ({len(unmatched)} in all)" if len(unmatched) > 20 else ""
+        )
         raise ValueError(
             f"{len(unmatched)} parameter(s) match no rule: {shown}. Every parameter must match a rule; "
             "add a catch-all such as ('.*', 'frozen') or ('.*', {}) at the end of the list."

@@ -39,7 +39,9 @@ def recipe_rules(
         return [(_stage_regex(head), {}), (".*", "frozen")]
     if recipe == "finetune_top":
         if not 1 <= trainable_stages <= len(stages):
-            raise ValueError(f"trainable_stages={trainable_stages}: the model has {len(stages)} stages {stages}")
+            raise ValueError(
+                f"trainable_stages={trainable_stages}: the model has {len(stages)} stages {stages}"
+            )
         rules: list[tuple[str, Any]] = [(_stage_regex(s), {}) for s in stages[-trainable_stages:]]
         return [*rules, (".*", "frozen")]
     if recipe == "finetune_all":
@@ -47,7 +49,10 @@ def recipe_rules(
             if not 0.0 < layer_decay <= 1.0:
                 raise ValueError(f"layer_decay={layer_decay} must lie in (0, 1]")
             n = len(stages)
-            return [(_stage_regex(s), {"lr_mult": layer_decay ** (n - 1 - i)}) for i, s in enumerate(stages)]
+            return [
+                (_stage_regex(s), {"lr_mult": layer_decay ** (n - 1 - i)})
+                for i, s in enumerate(stages)
+            ]
         return [(_stage_regex(head), {}), (".*", {"lr_mult": backbone_lr_mult})]
     if recipe == "scratch":
         return [(".*", {})]

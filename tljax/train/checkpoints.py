@@ -62,14 +62,20 @@ class Checkpointer:
         self.latest = ocp.CheckpointManager(
             workdir / "checkpoints",
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+                max_to_keep=keep,
+                create=True,
+                enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,
             ),
             item_names=("state", "data"),
         )
         self.best = ocp.CheckpointManager(
             workdir / "best",
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+                max_to_keep=1,
+                create=True,
+                enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,
             ),
             item_names=("state", "meta"),
         )
@@ -103,11 +109,21 @@ class Checkpointer:
         )
         return restored["state"], decode_iterator_state(restored["data"])
 
+    def read_state(self, step: int | None = None) -> PyTree:
+        """The saved TrainState of `step` (default: the latest) as a plain tree of arrays, no target needed."""
+        step = self.latest.latest_step() if step is None else step
+        restored = self.latest.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        )
+        return restored["state"]
+
     def save_best(self, step: int, variables: PyTree, meta: dict[str, Any]) -> None:
         """Keeps `variables` (params + batch stats) as the best checkpoint, replacing the previous one."""
         self.best.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(meta)
+            ),
             force=True,
         )
         # max_to_keep=1 keeps the newest; the previous best is deleted only after this one is complete.
@@ -116,7 +132,9 @@ class Checkpointer:
         step = self.best.latest_step()
         if step is None:
             return None
-        return dict(self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+        return dict(
+            self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        )
 
     def restore_best(self, like_variables: PyTree) -> PyTree | None:
         step = self.best.latest_step()

@@ -32,10 +32,12 @@ def default_config() -> ml_collections.ConfigDict:
       optim.param_rules: None = the recipe's rules, else ((regex, group), ...) — see `tljax.optim`.
       optim.trainable_stages (finetune_top), optim.backbone_lr_mult and optim.layer_decay (finetune_all).
       optim.label_smoothing: cross-entropy label smoothing.
-      bn.rules: None = BN statistics frozen exactly where the BN's scale/bias are frozen (a frozen
+      bn.rules: None or () = BN statistics frozen exactly where the BN's scale/bias are frozen (a frozen
         backbone runs in inference mode), else ((regex, "frozen" | "update"), ...).
       train.batch_size; train.steps (0 = derive from train.epochs); train.log_every, train.eval_every
         (0 = once per epoch), train.checkpoint_every (steps), train.keep_checkpoints, eval_batch_size.
+      train.precise_bn_batches: after training, recompute the running statistics of the BN layers that
+        update, as the average over this many unaugmented training batches (0 = keep the moving averages).
       probe.*: the linear probe (see `tljax.train.linear_probe`).
     """
     config = ml_collections.ConfigDict()
@@ -83,6 +85,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.train.eval_every = 0
     config.train.checkpoint_every = 100
     config.train.keep_checkpoints = 2
+    config.train.precise_bn_batches = 0
 
     config.probe = ml_collections.ConfigDict()
     config.probe.taps = ("pool",)
@@ -94,6 +97,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.probe.batch_size = 128
     config.probe.optax_steps = 500
     config.probe.optax_lr = 1e-2
+    config.probe.cache_dir = config_dict.placeholder(str)  # None = <workdir>/features
     return config
 
 

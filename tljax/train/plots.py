@@ -25,7 +25,9 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
-def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
+def plot_learning_curve(
+    history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = ""
+) -> None:
     """Loss and accuracy vs step for the train records and the validation records of `metrics.jsonl`.
 
     A validation curve that turns up while training loss keeps falling is the overfitting picture of
@@ -33,13 +35,23 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: str | os.PathLi
     """
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for split, style in (("train", "-"), ("val", "o-")):
+    # The final test score is one point: a star at the last step.
+    for split, style in (("train", "-"), ("val", "o-"), ("test", "*")):
         records = [r for r in history if r.get("split") == split]
         if not records:
             continue
         steps = [r["step"] for r in records]
-        axes[0].plot(steps, [r.get("loss", np.nan) for r in records], style, label=split)
-        axes[1].plot(steps, [100 * r.get("accuracy", np.nan) for r in records], style, label=split)
+        size = 12 if split == "test" else 5
+        axes[0].plot(
+            steps, [r.get("loss", np.nan) for r in records], style, label=split, markersize=size
+        )
+        axes[1].plot(
+            steps,
+            [100 * r.get("accuracy", np.nan) for r in records],
+            style,
+            label=split,
+            markersize=size,
+        )
     for axis, name in zip(axes, ("loss", "accuracy (%)"), strict=True):
         axis.set_xlabel("step")
         axis.set_ylabel(name)
@@ -69,8 +81,15 @@ def plot_confusion_matrix(
     if n <= 30:
         for i in range(n):
             for j in range(n):
-                axis.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                          color="white" if normalised[i, j] > 0.5 else "black")
+                axis.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if normalised[i, j] > 0.5 else "black",
+                )
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     axis.set_title(f"{title} accuracy {100 * accuracy:.2f}%".strip())
     figure.tight_layout()

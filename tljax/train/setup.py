@@ -56,10 +56,17 @@ def build_data(config: Any) -> data_lib.Datasets:
     """`tljax.data.build_datasets` with the weights' preprocessing; logs sizes and skipped files."""
     datasets = data_lib.build_datasets(config.data, resolve_preprocessing(config), seed=config.seed)
     sizes = ", ".join(
-        f"{name} {split.num_examples}" for name, split in
-        (("train", datasets.train), ("val", datasets.val), ("test", datasets.test)) if split is not None
+        f"{name} {split.num_examples}"
+        for name, split in (
+            ("train", datasets.train),
+            ("val", datasets.val),
+            ("test", datasets.test),
+        )
+        if split is not None
     )
-    logging.info("data: %s classes (%s); %s px", datasets.num_classes, sizes, datasets.train.geometry.crop)
+    logging.info(
+        "data: %s classes (%s); %s px", datasets.num_classes, sizes, datasets.train.geometry.crop
+    )
     if datasets.skipped.count:
         logging.warning("%s", datasets.skipped.summary())
     return datasets
@@ -69,7 +76,9 @@ def image_size(datasets: data_lib.Datasets) -> int:
     return int(datasets.train.geometry.crop)
 
 
-def build_model(config: Any, num_classes: int, *, include_top: bool = True, frozen_bn=()) -> nn.Module:
+def build_model(
+    config: Any, num_classes: int, *, include_top: bool = True, frozen_bn=()
+) -> nn.Module:
     return models.get(
         config.model.name,
         num_classes=num_classes,
@@ -86,14 +95,20 @@ def init_variables(config: Any, model: nn.Module, size: int) -> PyTree:
     if config.weights.name:
         from tljax import weights
 
-        logging.info("weights: %s (new: %s)", config.weights.name, ", ".join(config.weights.skip) or "none")
-        variables = weights.load(config.weights.name, model, skip=tuple(config.weights.skip), rng=rng)
+        logging.info(
+            "weights: %s (new: %s)", config.weights.name, ", ".join(config.weights.skip) or "none"
+        )
+        variables = weights.load(
+            config.weights.name, model, skip=tuple(config.weights.skip), rng=rng
+        )
     else:
         logging.info("weights: random init (seed %d)", config.seed)
         variables = jax.jit(model.init)(rng, jnp.zeros((1, size, size, 3), jnp.float32))
     # Parameters stay fp32 whatever the compute dtype, and become plain dicts for path-based splitting.
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-                        {k: dict(v) for k, v in dict(variables).items()})
+    return jax.tree.map(
+        lambda x: jnp.asarray(x, jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+        {k: dict(v) for k, v in dict(variables).items()},
+    )
 
 
 @dataclasses.dataclass
@@ -130,7 +145,11 @@ def build_groups(config: Any, model: nn.Module, variables: PyTree) -> Groups:
         optim.bn_module_paths(variables.get("batch_stats", {})), bn_rules, assignment
     )
     if decisions:
-        logging.info("%s%s", optim.bn_table(decisions), "" if bn_rules else " (default: follow the parameters)")
+        logging.info(
+            "%s%s",
+            optim.bn_table(decisions),
+            "" if bn_rules else " (default: follow the parameters)",
+        )
     return Groups(assignment, decisions)
 
 
@@ -139,7 +158,9 @@ def tree_digest(tree: PyTree) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda kv: str(kv[0])):
+    for path, leaf in sorted(
+        jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda kv: str(kv[0])
+    ):
         digest.update(str(path).encode())
         digest.update(np.asarray(leaf).tobytes())
     return digest.hexdigest()[:16]

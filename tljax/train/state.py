@@ -41,7 +41,9 @@ class TrainState:
     rng: jax.Array  # uint32 [4]: raw data of an "rbg" PRNG key (plain arrays checkpoint simply)
 
     @classmethod
-    def create(cls, params: PyTree, batch_stats: PyTree, opt_state: PyTree, seed: int) -> TrainState:
+    def create(
+        cls, params: PyTree, batch_stats: PyTree, opt_state: PyTree, seed: int
+    ) -> TrainState:
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,

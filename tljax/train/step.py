@@ -68,7 +68,9 @@ def make_train_step(
     """
     trainable_paths = tuple(trainable_paths)
 
-    def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    def step(
+        state: TrainState, batch: dict[str, jax.Array]
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
         trainable, frozen = split_params(state.params, trainable_paths)
         dropout_key = jax.random.fold_in(wrap_key(state.rng), state.step)
 
@@ -77,7 +79,11 @@ def make_train_step(
             if state.batch_stats:
                 variables["batch_stats"] = state.batch_stats
             logits, updated = model.apply(
-                variables, batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key}
+                variables,
+                batch["image"],
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": dropout_key},
             )
             loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
             return loss, (logits, updated)

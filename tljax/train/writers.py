@@ -44,7 +44,11 @@ class MetricWriter:
         SummaryWriter = _import_summary_writer()
 
         self.path = Path(workdir) / "metrics.jsonl"
-        kept = [r for r in self.read(self.path) if r.get("step", 0) <= resume_step] if resume_step else []
+        kept = (
+            [r for r in self.read(self.path) if r.get("step", 0) <= resume_step]
+            if resume_step
+            else []
+        )
         with open(self.path, "w") as file:
             file.writelines(json.dumps(r) + "\n" for r in kept)
         self._file = open(self.path, "a")  # noqa: SIM115 (closed in close())

@@ -9,7 +9,7 @@ Files are read without executing pickle code and without torch (`read_state_dict
 checksummed and cached (`$TLJAX_CACHE`, default `~/.cache/tljax/weights`).
 """
 
-from tljax.weights.loading import infer_architecture, load, load_converted, save_converted
+from tljax.weights.loading import convert, infer_architecture, load, load_converted, save_converted
 from tljax.weights.porting import PortReport, WeightMismatchError, name_table, port_state_dict
 from tljax.weights.readers import UnsafePickleError, WeightFileError, read_state_dict
 from tljax.weights.registry import (
@@ -23,6 +23,7 @@ from tljax.weights.store import ChecksumError, WeightsUnavailableError, default_
 
 __all__ = [
     "ChecksumError",
+    "convert",
     "PortReport",
     "Preprocessing",
     "UnknownWeightsError",

@@ -137,4 +137,20 @@ def load_converted(directory: str | os.PathLike, model: nn.Module | None = None,
     return unflatten_dict({tuple(k.split("/")): jax.numpy.asarray(got[k]) for k in want})
 
 
-__all__ = ["load", "save_converted", "load_converted", "infer_architecture", "list_weights"]
+def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Path:
+    """Reads a PyTorch weight file (or registered name), ports it and writes a Flax checkpoint directory
+    that `load` reads without torch; returns the directory. The architecture comes from `arch`, the
+    registry, or the file's keys."""
+    path = Path(weights_name_or_path).expanduser()
+    state_dict = read_state_dict(resolve(weights_name_or_path))
+    if arch is None:
+        arch = infer_architecture(state_dict) if path.exists() else get_spec(
+            weights_name_or_path).arch
+    num_classes = num_classes_in(state_dict) or 1000
+    model = models.get(arch, num_classes=num_classes)
+    variables, _ = port_state_dict(state_dict, model)
+    return save_converted(variables, Path(out).expanduser(), arch=arch, weights=str(weights_name_or_path),
+                          num_classes=num_classes)
+
+
+__all__ = ["convert", "load", "save_converted", "load_converted", "infer_architecture", "list_weights"]

@@ -1,0 +1,101 @@
+"""Forward (inference) throughput, tljax vs torchvision, in one process: images/s and the ratio.
+
+    python bench/forward.py                       # CPU: batch 8, 224², fp32
+    python bench/forward.py --batch=256 --dtype=bfloat16 --compile   # GPU: vs torch.compile
+
+Both frameworks get the same random weights (ported), the same input, warm-up runs, then `--iters` timed
+runs; jax is synchronised with `block_until_ready`, torch with `cuda.synchronize`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torchvision
+from efficientnet_lite_pytorch import EfficientNet
+
+import tljax.models as models
+from tljax.weights.porting import port_state_dict
+
+TORCH_BUILDERS = {
+    "resnet50": lambda: torchvision.models.resnet50(weights=None),
+    "vgg16": lambda: torchvision.models.vgg16(weights=None),
+    "efficientnet_lite0": lambda: EfficientNet.from_name("efficientnet-lite0"),
+}
+
+
+def time_fn(fn, iters: int) -> float:
+    """Median seconds per call over `iters` calls (after the caller's warm-up)."""
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench(name: str, batch: int, size: int, dtype: str, iters: int, compile_torch: bool) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    torch_model = TORCH_BUILDERS[name]().eval()
+    state = {k: v.numpy() for k, v in torch_model.state_dict().items()}
+    torch_model = torch_model.to(device=device, dtype=torch_dtype)
+    if device == "cuda":
+        torch_model = torch_model.to(memory_format=torch.channels_last)
+    runner = torch.compile(torch_model) if compile_torch else torch_model
+
+    flax_model = models.get(name, dtype=jnp.dtype(dtype))
+    variables, _ = port_state_dict(state, flax_model)
+    if dtype != "float32":  # serve weights in the compute dtype, as torch does
+        variables = jax.tree_util.tree_map(lambda a: a.astype(dtype), variables)
+    forward = jax.jit(flax_model.apply)
+
+    x = np.random.default_rng(0).standard_normal((batch, size, size, 3)).astype(np.float32)
+    x_jax = jax.device_put(jnp.asarray(x, dtype))
+    x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device=device, dtype=torch_dtype)
+    if device == "cuda":
+        x_torch = x_torch.contiguous(memory_format=torch.channels_last)
+
+    def run_jax():
+        forward(variables, x_jax).block_until_ready()
+
+    @torch.inference_mode()
+    def run_torch():
+        runner(x_torch)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3):
+        run_jax()
+        run_torch()
+    t_jax, t_torch = time_fn(run_jax, iters), time_fn(run_torch, iters)
+    return {"model": name, "device": device, "batch": batch, "dtype": dtype,
+            "tljax img/s": batch / t_jax, "torch img/s": batch / t_torch, "ratio": t_torch / t_jax}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet50,vgg16,efficientnet_lite0")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="compare with torch.compile(model)")
+    args = parser.parse_args()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"| model | device | batch | dtype | tljax img/s | torch{' (compiled)' if args.compile else ''} img/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        r = bench(name, args.batch, args.size, args.dtype, args.iters, args.compile)
+        print(f"| {r['model']} | {r['device']} | {r['batch']} | {r['dtype']} | {r['tljax img/s']:.1f} | "
+              f"{r['torch img/s']:.1f} | {r['ratio']:.2f}× |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+r"""Fine-tune everything: pretrained EfficientNet-Lite0, backbone at 0.1× the head's learning rate.
+
+Rules: `classifier/*` at lr, everything else at `backbone_lr_mult=0.1` × lr (discriminative fine-tuning;
+`--config.optim.layer_decay=0.7` gives layer-wise decay instead). BN scale/bias train but every BN layer
+keeps its ImageNet statistics: with updating statistics (`--config.bn.rules="()"`, the default policy) the 10-shot run
+reached 66% train but only 28.9% test accuracy — at Lite's BN momentum 0.99 the running statistics
+are still half ImageNet after 60 steps and disagree with the batch statistics the network trained with.
+
+Data: real Fashion-MNIST (Debian `dataset-fashion-mnist`), 28 px images resized to 32×32 (no crop) so
+that the whole results table runs on a 2-core CPU (at 64 px the 10-shot linear probe reaches 68.0%
+instead of 64.8%, at 4× the cost); N labelled images per class (`:shots=N`, seeded and class-balanced); no
+validation split (the few labelled images all train); scored on all 10,000 test images. Augmentation:
+random-resized-crop (scale 0.5–1) + horizontal flip. AdamW, cosine schedule, batch 32, 20 epochs at 10 shots, 5 at 100 shots.
+
+    python -m tljax.main --config=configs/finetune_all.py:shots=10 --workdir=/tmp/finetune_all10
+    python -m tljax.main --config=configs/finetune_all.py:shots=100 --workdir=/tmp/finetune_all100
+
+RESULTS
+"""
+
+from tljax.train.defaults import default_config, parse_config_arg
+
+
+def get_config(arg: str | None = None):
+    """`arg`: `shots=N` (labelled images per class; `all` = the 60,000), `size=32` (pixels)."""
+    args = parse_config_arg(arg, shots=10, size=32)
+    config = default_config()
+    config.recipe = "finetune_all"
+    config.seed = 0
+    config.model.name = "efficientnet_lite0"
+    config.weights.name = "efficientnet_lite0"  # real ImageNet weights, offline
+    config.weights.skip = (r"classifier/.*",)  # a new 10-class head
+    config.data.source = "fashion_mnist"
+    config.data.image_size = args["size"]
+    config.data.resize_size = args["size"]
+    config.data.train_per_class = args["shots"]
+    config.data.augment.scale = (0.5, 1.0)
+
+    config.optim.name = "adamw"
+    config.optim.lr = 3e-3
+    config.optim.weight_decay = 1e-4
+    config.optim.schedule = "cosine"
+    # BN statistics stay at their ImageNet values although BN scale/bias train: with 100–1,000 images
+    # and Lite's BN momentum 0.99, updated running statistics never converge in a few hundred steps and
+    # disagree with the batch statistics used in training (finetune_all at 10 shots: 28.9% test accuracy
+    # with updating statistics at 66% train accuracy). Frozen statistics are also what a small batch needs.
+    config.bn.rules = ((".*", "frozen"),)
+    config.optim.backbone_lr_mult = 0.1
+
+    config.train.batch_size = 32
+    config.train.eval_batch_size = 250
+    # ~60 steps at 10 shots (100 images), ~155 at 100 shots (1,000 images).
+    config.train.epochs = 20 if (args["shots"] or 6000) <= 10 else 5
+    config.train.log_every = 10
+    config.train.checkpoint_every = 50
+    config.lock()
+    return config

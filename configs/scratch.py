@@ -1,0 +1,53 @@
+r"""Scratch baseline: the same EfficientNet-Lite0 architecture from a random init, all parameters train.
+
+Same inputs (the Lite0 preprocessing), same schedule and budget as the transfer recipes, so the
+difference in the results table is the pretrained weights. Every BN layer updates its statistics, and
+they are recomputed exactly after training (`train.precise_bn_batches`, see `get_config`).
+
+Data: real Fashion-MNIST (Debian `dataset-fashion-mnist`), 28 px images resized to 32×32 (no crop) so
+that the whole results table runs on a 2-core CPU (at 64 px the 10-shot linear probe reaches 68.0%
+instead of 64.8%, at 4× the cost); N labelled images per class (`:shots=N`, seeded and class-balanced); no
+validation split (the few labelled images all train); scored on all 10,000 test images. Augmentation:
+random-resized-crop (scale 0.5–1) + horizontal flip. AdamW, cosine schedule, batch 32, 20 epochs at 10 shots, 5 at 100 shots.
+
+    python -m tljax.main --config=configs/scratch.py:shots=10 --workdir=/tmp/scratch10
+    python -m tljax.main --config=configs/scratch.py:shots=100 --workdir=/tmp/scratch100
+
+RESULTS
+"""
+
+from tljax.train.defaults import default_config, parse_config_arg
+
+
+def get_config(arg: str | None = None):
+    """`arg`: `shots=N` (labelled images per class; `all` = the 60,000), `size=32` (pixels)."""
+    args = parse_config_arg(arg, shots=10, size=32)
+    config = default_config()
+    config.recipe = "scratch"
+    config.seed = 0
+    config.model.name = "efficientnet_lite0"
+    config.weights.name = None  # random init
+    config.weights.preprocessing = "efficientnet_lite0"  # the same inputs as the transfer runs
+    config.data.source = "fashion_mnist"
+    config.data.image_size = args["size"]
+    config.data.resize_size = args["size"]
+    config.data.train_per_class = args["shots"]
+    config.data.augment.scale = (0.5, 1.0)
+
+    config.optim.name = "adamw"
+    config.optim.lr = 3e-3
+    config.optim.weight_decay = 1e-4
+    config.optim.schedule = "cosine"
+
+    config.train.batch_size = 32
+    config.train.eval_batch_size = 250
+    # ~60 steps at 10 shots (100 images), ~155 at 100 shots (1,000 images).
+    config.train.epochs = 20 if (args["shots"] or 6000) <= 10 else 5
+    config.train.log_every = 10
+    config.train.checkpoint_every = 50
+    # Precise BN: after training, the BN running statistics become the average batch statistics over 10
+    # unaugmented training batches. Without it the 10-shot run scored chance (10.00%): with Lite's BN
+    # momentum 0.99, 60 steps leave the moving averages near their random-init values of 0 and 1.
+    config.train.precise_bn_batches = 10
+    config.lock()
+    return config

@@ -1,0 +1,62 @@
+"""`python -m tljax.main`: locked configs, `--config.a.b=value` overrides, typos refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _parse(argv: list[str]):
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", None, "config", flag_values=flag_values, lock_config=True, sys_argv=argv
+    )
+    flag_values(argv)
+    return flag_values.config
+
+
+def test_override_changes_one_value():
+    argv = [
+        "prog",
+        f"--config={REPO}/configs/feature_extractor.py:shots=100",
+        "--config.optim.lr=0.01",
+        "--config.model.dtype=bfloat16",
+    ]
+    config = _parse(argv)
+    assert config.optim.lr == 0.01 and config.model.dtype == "bfloat16"
+    assert config.data.train_per_class == 100  # the `:shots=100` argument
+    assert config.optim.weight_decay == 1e-4  # everything else as in the file
+    with pytest.raises(AttributeError):
+        config.optim.new_key = 1  # locked
+
+
+def test_typo_is_refused_in_process():
+    with pytest.raises(AttributeError, match='Did you mean "lr"'):
+        _parse(["prog", f"--config={REPO}/configs/feature_extractor.py", "--config.optim.lrr=0.01"])
+
+
+def test_typo_is_refused_by_the_cli(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tljax.main",
+            "--config=configs/feature_extractor.py",
+            "--config.optim.lrr=0.01",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "lrr" in result.stderr and 'Did you mean "lr"' in result.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything ran
