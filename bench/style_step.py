@@ -97,7 +97,11 @@ def run_tljax(features_torch, content, style_image, args, dtype_name: str, inner
     targets = style.build_targets(taps_fn, variables, content, [style_image], [1.0], options)
     optimizer = optax.adam(LR)
     loop = core.ChunkedLoop(
-        style.make_step(taps_fn, options, optimizer), args.steps, desc="tljax", inner=inner
+        style.make_step(taps_fn, options, optimizer),
+        args.steps,
+        desc="tljax",
+        inner=inner,
+        cpu_inner=style.style_defaults("vgg19")["cpu_loop"],  # what `stylize` uses for VGG
     )
 
     def fresh():

@@ -12,17 +12,16 @@ average pool of the last conv stage (`pool`, 1280-d) concatenated with the poole
     python -m tljax.main --config=configs/linear_probe.py:shots=100 --workdir=/tmp/probe100 \
         --config.probe.cache_dir=/tmp/tljax_features
 
-Results (seed 0, 2-core CPU): see RESULTS below.
+RESULTS
 Other taps: `--config.probe.taps='("blocks.15","pool")'`; several resolutions:
 `--config.probe.resolutions='(64,96)'`; an optax head: `--config.probe.classifier=optax`.
 """
 
 from tljax.train.defaults import default_config, parse_config_arg
 
-RESULTS = "filled in below"
-
 
 def get_config(arg: str | None = None):
+    """`arg`: `shots=N` (labelled images per class; `all` = the 60,000), `size=32` (pixels)."""
     args = parse_config_arg(arg, shots=10, size=32)
     config = default_config()
     config.recipe = "linear_probe"

@@ -9,7 +9,6 @@ Load the result with `tljax.weights.load("vgg16-flax")` (an orbax checkpoint plu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from absl import app, flags
 

@@ -42,7 +42,7 @@ class Pre:
 @pytest.fixture(scope="module")
 def tiny():
     model = TinyNet()
-    variables = model.init(jax.random.key(2), jnp.zeros((1, 16, 16, 3)))
+    variables = jax.jit(model.init)(jax.random.key(2), jnp.zeros((1, 16, 16, 3)))
     yy, xx = np.mgrid[0:40, 0:56]
     image = np.stack([128 + 60 * np.sin(xx / 5), 128 + 60 * np.cos(yy / 7), 100 + xx + yy * 0], -1)
     return model, variables, np.clip(image, 0, 255).astype(np.float32)
@@ -89,9 +89,12 @@ def test_dream_increases_the_objective_at_every_octave(tiny):
         reduction="l2",
         octaves=3,
         octave_scale=1.3,
-        steps_per_octave=6,
-        step_size=2.0,
-        jitter=4,
+        steps_per_octave=4,
+        step_size=1.0,
+        # No jitter here: on a 40-px image the wrap-around seam of a random roll is a tenth of the image
+        # and can cost more than a few steps gain (real backbones at 256 px rise at every octave with
+        # jitter 32: configs/dream_lite0.py). Jittered tiling is tested below.
+        jitter=0,
         chunk_size=4,
         min_side=16,
     )
@@ -100,17 +103,17 @@ def test_dream_increases_the_objective_at_every_octave(tiny):
     )
     assert [r.shape for r in result.octaves] == [(24, 33), (31, 43), (40, 56)]
     for report in result.octaves:
-        assert report.objective_after > report.objective_before, report
+        assert report.objective_after > 1.5 * report.objective_before, report
         assert not report.tiled
     assert result.image.shape == image.shape
     assert result.image.min() >= 0 and result.image.max() <= 255
     assert set(result.trace_counts.values()) == {1}  # each octave's step compiled exactly once
-    assert result.history["objective"].shape == (18,)
+    assert result.history["objective"].shape == (12,)
 
 
 def test_too_large_image_tiles_automatically_or_fails_clearly(tiny):
     model, variables, _ = tiny
-    image = np.random.default_rng(1).uniform(0, 255, (96, 96, 3)).astype(np.float32)
+    image = np.random.default_rng(1).uniform(0, 255, (64, 48, 3)).astype(np.float32)
     common = dict(
         objectives=("c3",),
         octaves=1,

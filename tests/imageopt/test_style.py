@@ -54,7 +54,7 @@ TINY_OPTIONS = dict(
 @pytest.fixture(scope="module")
 def tiny():
     model = TinyVGG()
-    variables = model.init(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))
+    variables = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 24, 24, 3)))
     rng = np.random.default_rng(0)
     # Smooth-ish content (a gradient plus blobs) and a striped style, both 0..255.
     yy, xx = np.mgrid[0:24, 0:24] / 23.0
@@ -308,7 +308,7 @@ def test_cli_reports_missing_image(tmp_path):
 
 
 def test_real_registered_model_end_to_end(tmp_path):
-    """EfficientNet-Lite0 with its real (offline) weights, at 48 px, through the config entry point."""
+    """EfficientNet-Lite0 with its real (offline) weights, at 32 px, through the config entry point."""
     content = core.save_image(
         tmp_path / "content.png", np.random.default_rng(8).uniform(0, 255, (40, 56, 3))
     )
@@ -321,10 +321,10 @@ def test_real_registered_model_end_to_end(tmp_path):
         str(style_path),
         str(tmp_path / "out.png"),
     )
-    config.sizes, config.steps, config.chunk_size, config.optimizer = "48", 6, 3, "adam"
+    config.sizes, config.steps, config.chunk_size, config.optimizer = "32", 6, 3, "adam"
     with pytest.raises(AttributeError):
         config.no_such_option = 1  # locked: typos are errors, not silent defaults
     result = style.run_from_config(config, progress=False)
-    assert core.load_image(tmp_path / "out.png").shape == (34, 48, 3)
+    assert core.load_image(tmp_path / "out.png").shape == (23, 32, 3)
     assert result.history["loss"][-1] < result.history["loss"][0]
     assert result.trace_count == 1

@@ -8,10 +8,10 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 
 import tljax.models as models
-from tljax import weights
-from tljax.data.preprocess import load_eval_image
 from tests.assets import foolbox_imagenet_photos, lite0_weights_file
 from tests.models.torch_oracle import efficientnet_lite_taps, randomize_batch_norm, relative_error
+from tljax import weights
+from tljax.data.preprocess import load_eval_image
 from tljax.weights.porting import port_state_dict
 from tljax.weights.readers import read_state_dict
 

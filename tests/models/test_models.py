@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import tljax.models as models
-from tljax import weights
 from tests.models.random_init import random_variables
 from tests.models.torch_oracle import relative_error
+from tljax import weights
 from tljax.models.common import adaptive_avg_pool, tf_same_padding
 
 
@@ -124,7 +124,7 @@ def test_bn_policy_is_per_layer():
 
 
 def test_bf16_compute_stays_close_to_fp32_with_real_weights():
-    """Measured: max |bf16 - fp32| / max |fp32| ≈ 1e-2 on Lite0 logits; top-1 agrees on the photos."""
+    """Measured: max |bf16 - fp32| / max |fp32| ≈ 1.8e-2 on Lite0 logits of the 20 photos; top-1 agrees on 20/20."""
     variables = weights.load("efficientnet_lite0")
     from tests.assets import foolbox_imagenet_photos
     from tljax.data.preprocess import load_eval_image
@@ -136,7 +136,7 @@ def test_bf16_compute_stays_close_to_fp32_with_real_weights():
     assert bf16.dtype == jnp.bfloat16
     bf16 = np.asarray(bf16, np.float32)
     rel = np.max(np.abs(bf16 - fp32)) / np.max(np.abs(fp32))
-    assert rel < 0.05, rel
+    assert rel < 0.04, rel
     assert (bf16.argmax(-1) == fp32.argmax(-1)).mean() >= 7 / 8
 
 

@@ -8,9 +8,19 @@ import os
 import tempfile
 
 import jax
+import pytest
+import tiny_model
 
 CACHE_DIR = os.path.join(tempfile.gettempdir(), f"tljax-test-xla-cache-{os.getuid()}")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", CACHE_DIR)  # inherited by subprocesses
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_cnn_registered():
+    """The tiny CNN is in the model registry for this directory's tests only."""
+    tiny_model.register()
+    yield
+    tiny_model.unregister()

@@ -62,5 +62,8 @@ def tiny_config(
     config.train.eval_every = 4
     config.train.checkpoint_every = 3
     config.train.keep_checkpoints = 2
+    config.train.precise_bn_batches = (
+        2  # exercised by every tiny end-to-end run (and the resume test)
+    )
     config.lock()
     return config

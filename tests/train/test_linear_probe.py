@@ -73,4 +73,6 @@ def test_several_resolutions_are_concatenated(data_root, tmp_path):
         config.probe.resolutions = (16, 24)
     results = train_and_evaluate(config, tmp_path)
     assert results["feature_dim"] == 2 * 16 and results["resolutions"] == [16, 24]
-    assert len(list((tmp_path / "features").glob("test-*.npz"))) == 2  # one cache entry per resolution
+    assert (
+        len(list((tmp_path / "features").glob("test-*.npz"))) == 2
+    )  # one cache entry per resolution

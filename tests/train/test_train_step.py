@@ -134,7 +134,9 @@ def test_precise_bn_recovers_the_batch_statistics():
 
     from tljax.train.loop import recompute_bn_statistics
 
-    model, _, _, _, state = _setup([(".*", {})], bn_rules=[("block1_bn", "frozen"), (".*", "update")])
+    model, _, _, _, state = _setup(
+        [(".*", {})], bn_rules=[("block1_bn", "frozen"), (".*", "update")]
+    )
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     batches = [_batch(0), _batch(1)]
     stats = recompute_bn_statistics(model, variables, ["stem_bn"], batches)
@@ -144,4 +146,7 @@ def test_precise_bn_recovers_the_batch_statistics():
     expected_var = np.mean([o.var(axis=(0, 1, 2)) for o in outputs], axis=0)
     np.testing.assert_allclose(stats["stem_bn"]["mean"], expected_mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(stats["stem_bn"]["var"], expected_var, rtol=1e-4, atol=1e-5)
-    assert np.asarray(stats["block1_bn"]["mean"]).tobytes() == np.asarray(state.batch_stats["block1_bn"]["mean"]).tobytes()
+    assert (
+        np.asarray(stats["block1_bn"]["mean"]).tobytes()
+        == np.asarray(state.batch_stats["block1_bn"]["mean"]).tobytes()
+    )

@@ -82,3 +82,10 @@ def register() -> None:
 
     if "tiny_cnn" not in registry.list_models():
         registry.register("tiny_cnn")(lambda **kwargs: TinyCNN(**kwargs))
+
+
+def unregister() -> None:
+    """Removes "tiny_cnn" again, so tests elsewhere that list the model zoo never see it."""
+    from tljax.models import registry
+
+    registry._MODELS.pop("tiny_cnn", None)

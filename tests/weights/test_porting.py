@@ -76,13 +76,15 @@ def test_new_head_needs_an_explicit_skip_and_names_what_it_skipped():
                                   sd["layer4.1.conv2.weight"].transpose(2, 3, 1, 0))
 
 
-def test_backbone_without_top_loads_from_a_full_file(resnet18_sd):
-    with pytest.raises(WeightMismatchError, match="unexpected keys"):
-        port_state_dict(resnet18_sd, models.get("resnet18", include_top=False))
-    # A file's head is skipped by naming it: nothing silently dropped.
-    without_fc = {k: v for k, v in resnet18_sd.items() if not k.startswith("fc.")}
-    variables, _ = port_state_dict(without_fc, models.get("resnet18", include_top=False))
+def test_backbone_without_top_loads_from_a_full_file_and_names_the_dropped_head(resnet18_sd):
+    variables, report = port_state_dict(resnet18_sd, models.get("resnet18", include_top=False))
     assert "classifier" not in variables["params"]
+    assert sorted(report.skipped_sources) == ["fc.bias", "fc.weight"]
+    without_fc = {k: v for k, v in resnet18_sd.items() if not k.startswith("fc.")}
+    _, report = port_state_dict(without_fc, models.get("resnet18", include_top=False))
+    assert report.skipped_sources == []
+    with pytest.raises(WeightMismatchError, match=r"missing keys \(2\):\s+fc.weight"):
+        port_state_dict(without_fc, models.get("resnet18"))
 
 
 @pytest.mark.parametrize("name,expected", [("resnet18", "resnet18"), ("resnet50", "resnet50"),

@@ -9,8 +9,8 @@ respect to the *image*. They share four things, and this module holds exactly th
 * Image I/O with clear errors: `load_image` (gray, RGBA, palette, 16-bit and EXIF-rotated files become
   float RGB), `save_image`, `resize_image`, `fit_max_side`, `preprocess`/`deprocess`.
 * `ChunkedLoop`: runs `step(carry, consts) -> (carry, metrics)` many times, a chunk of steps per
-  compiled `lax.scan` on accelerators (one compiled step called per step on XLA:CPU, where loops inside
-  an executable run several times slower), with a tqdm bar between chunks. It compiles ahead of time
+  compiled `lax.scan` (or, on XLA:CPU for networks whose loop bodies run slower, one compiled step
+  called per step), with a tqdm bar between chunks. It compiles ahead of time
   once per input shape and raises if the step is ever traced again.
 * Memory checks (`memory_budget_bytes`, `MemoryBudgetExceeded`) so a too-large image becomes automatic
   tiling (DeepDream) or a clear error (style transfer) instead of an allocator crash.
@@ -348,11 +348,15 @@ class ChunkedLoop:
     steps need not divide `chunk_size`: the scan always has `chunk_size` iterations and a boolean mask
     turns the surplus ones into no-ops, so the last, shorter chunk reuses the same executable.
 
-    On XLA:CPU a loop inside the executable runs its body 3–5× slower than the same ops at top level
-    (measured: VGG19 style step at 128², 1.45 s inside `lax.scan`/`fori_loop` vs 0.33 s as one jitted
-    step; a fully unrolled scan is fast but compiles `chunk_size` copies of the network). So the CPU
-    default (`inner="auto"` → `"python"`) compiles *one step* and calls it `chunk_size` times per chunk:
-    at ≥ 0.1 s per step the dispatch overhead is noise. `inner="unrolled"` is `lax.scan(unroll=True)`.
+    On XLA:CPU, whether a loop inside the executable helps depends on the network, measured on this
+    2-core CPU: VGG19's style step at 128² takes 0.33 s as one jitted step but 1.45 s inside
+    `lax.scan`/`fori_loop` (3-5×, also at 512²; ResNet-50 at 224²: 0.20 s vs 0.35 s), while EfficientNet-Lite0's DeepDream step at 256² takes
+    0.45 s as one jitted step and 0.11 s inside `lax.scan` (its depthwise convolutions compile to a
+    faster kernel in the loop body). So `inner="auto"` means `lax.scan` on accelerators and `cpu_inner`
+    on the CPU, which callers choose per backbone (`MODEL_DEFAULTS` of the style and dream modules):
+    `"python"` compiles *one step* and calls it `chunk_size` times per chunk (at ≥ 0.1 s per step the
+    dispatch overhead is noise); `"unrolled"` is `lax.scan(unroll=True)` (fast, but compiles
+    `chunk_size` copies of the network).
 
     Either way executables are compiled ahead of time once per input signature; `trace_count` counts
     traces, and tracing again after the first compilation raises `RuntimeError` (the usual cause is a
@@ -370,13 +374,19 @@ class ChunkedLoop:
         desc: str = "steps",
         memory_budget: int | None = None,
         inner: str = "auto",
+        cpu_inner: str = "scan",
     ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if inner not in ("auto", "scan", "unrolled", "python"):
-            raise ValueError(f"inner={inner!r}; expected 'auto', 'scan', 'unrolled' or 'python'")
+        for name, value in (("inner", inner), ("cpu_inner", cpu_inner)):
+            if value not in ("auto", "scan", "unrolled", "python"):
+                raise ValueError(
+                    f"{name}={value!r}; expected 'auto', 'scan', 'unrolled' or 'python'"
+                )
         if inner == "auto":
-            inner = "python" if jax.default_backend() == "cpu" else "scan"
+            inner = cpu_inner if jax.default_backend() == "cpu" else "scan"
+        if inner == "auto":
+            inner = "scan"
         self.step = step
         self.chunk_size = chunk_size
         self.desc = desc
@@ -557,15 +567,5 @@ def load_backbone(
         preprocessing = weights.get_spec(
             source
         ).preprocessing  # unknown names raise, listing known ones
-    # Weights files carry the 1000-class head, so load them into the full model and keep the backbone.
-    full = weights.load(source, models.get(model_name))
-    wanted = jax.eval_shape(
-        headless.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32)
-    )
-    variables = _subset(full, wanted)
-    return headless, variables, preprocessing
-
-
-def _subset(tree: Mapping, like: Mapping) -> dict:
-    """The entries of nested dict `tree` whose keys appear in `like` (same nesting)."""
-    return {k: _subset(tree[k], v) if isinstance(v, Mapping) else tree[k] for k, v in like.items()}
+    # `include_top=False` drops the file's head (named in the port report) when loading.
+    return headless, weights.load(source, headless), preprocessing

@@ -69,7 +69,9 @@ class DreamOptions:
       tile_size: core size of a tile, in pixels.
       tile_overlap: context pixels around each tile's core.
       min_side: octaves whose shorter side would be smaller than this are dropped.
-      chunk_size: steps per compiled chunk (progress-bar granularity).
+      chunk_size: steps per chunk of `core.ChunkedLoop` (progress-bar granularity).
+      cpu_loop: how a chunk runs on XLA:CPU, "scan" or "python" (one compiled step per call): which is
+        faster depends on the network (`core.ChunkedLoop`); accelerators always use `lax.scan`.
       seed: for the jitter.
     """
 
@@ -86,6 +88,7 @@ class DreamOptions:
     tile_overlap: int = 64
     min_side: int = 32
     chunk_size: int = 10
+    cpu_loop: str = "scan"
     seed: int = 0
 
     def __post_init__(self):
@@ -110,6 +113,8 @@ class DreamOptions:
             raise ValueError(f"tiling={self.tiling!r}; expected 'auto', 'always' or 'never'")
         if self.octaves < 1 or self.octave_scale < 1.0:
             raise ValueError("octaves must be >= 1 and octave_scale >= 1")
+        if self.cpu_loop not in ("scan", "python", "unrolled"):
+            raise ValueError(f"cpu_loop={self.cpu_loop!r}; expected 'scan', 'python' or 'unrolled'")
         if self.tile_size < 16 or self.tile_overlap < 0 or self.jitter < 0:
             raise ValueError("tile_size must be >= 16, tile_overlap and jitter >= 0")
 
@@ -125,8 +130,8 @@ class DreamOptions:
 # Starting points per backbone family (by model-name prefix). Lite0's values were chosen by eye on the
 # embedded default (astronaut, 256 px); deeper Lite blocks give object parts, early ones strokes.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vgg": dict(objectives=("relu4_3",), reduction="l2"),
-    "resnet": dict(objectives=("layer3.3",), reduction="l2"),
+    "vgg": dict(objectives=("relu4_3",), reduction="l2", cpu_loop="python"),
+    "resnet": dict(objectives=("layer3.3",), reduction="l2", cpu_loop="python"),
     "efficientnet_lite": dict(objectives=("blocks.10",), reduction="l2"),
 }
 
@@ -366,7 +371,11 @@ def dream(
         for tiled in order:
             step, value_and_grad = make_step(objective, options, tiled)
             loop = core.ChunkedLoop(
-                step, options.chunk_size, desc=f"dream {hw[1]}×{hw[0]}", memory_budget=budget
+                step,
+                options.chunk_size,
+                desc=f"dream {hw[1]}×{hw[0]}",
+                memory_budget=budget,
+                cpu_inner=options.cpu_loop,
             )
             carry = (jnp.asarray(current), key)
             try:

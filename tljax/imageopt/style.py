@@ -147,7 +147,9 @@ class StyleOptions:
         activations are cropped back out. With EfficientNet-Lite the activations at the network's
         border (zero padding of BN-shifted features, TF's asymmetric 'SAME') pull a band of coloured
         noise into the top rows; excluding them removes it. 0 for VGG (as neural-style).
-      chunk_size: steps per compiled `lax.scan` chunk (progress-bar granularity).
+      chunk_size: steps per chunk of `core.ChunkedLoop` (progress-bar granularity).
+      cpu_loop: how a chunk runs on XLA:CPU, "scan" or "python" (one compiled step per call): which is
+        faster depends on the network (`core.ChunkedLoop`); accelerators always use `lax.scan`.
       seed: for the noise init.
     """
 
@@ -167,6 +169,7 @@ class StyleOptions:
     preserve_colors: str = "none"
     edge_pad: int = 0
     chunk_size: int = 25
+    cpu_loop: str = "scan"
     seed: int = 0
 
     def __post_init__(self):
@@ -186,6 +189,7 @@ class StyleOptions:
             "init": ("content", "style", "noise"),
             "optimizer": ("adam", "lbfgs"),
             "preserve_colors": ("none", "luminance", "histogram"),
+            "cpu_loop": ("scan", "python", "unrolled"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -223,6 +227,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         style_weight=40.0,
         tv_weight=0.0,
         sizes=(512,),
+        cpu_loop="python",  # 3-5× faster than lax.scan on XLA:CPU for VGG (see core.ChunkedLoop)
     ),
     "resnet": dict(
         content_taps=("layer3.1",),
@@ -231,6 +236,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         style_weight=1e3,
         tv_weight=10.0,
         sizes=(512,),
+        cpu_loop="python",  # ResNet-50 at 224²: 0.20 s/step vs 0.35 s in lax.scan on XLA:CPU
     ),
     "efficientnet_lite": dict(
         content_taps=("blocks.10",),
@@ -511,6 +517,7 @@ def stylize(
         options.chunk_size,
         desc=f"style ({options.optimizer})",
         memory_budget=memory_budget if memory_budget is not None else core.memory_budget_bytes(),
+        cpu_inner=options.cpu_loop,
     )
     rng = np.random.default_rng(options.seed)
     histories: list[dict[str, np.ndarray]] = []

@@ -256,9 +256,8 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
         tx.init(variables["params"]),
         config.seed,
     )
-    schedule = jax.jit(
-        optim.learning_rate_schedule(optim_config, total_steps)
-    )  # one compile, not one per op
+    # Jitted: evaluating it eagerly for the log would compile each of its ops separately.
+    schedule = jax.jit(optim.learning_rate_schedule(optim_config, total_steps))
 
     train_step = make_train_step(
         model, tx, groups.assignment.trainable_paths(), label_smoothing=config.optim.label_smoothing

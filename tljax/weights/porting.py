@@ -182,7 +182,8 @@ def port_state_dict(
 
     `skip`: regexes over '/'-joined Flax paths without the collection (e.g. `classifier/.*`) that are not
     loaded from the file (they keep `init_variables`, or a fresh `model.init(rng)`); their source keys may
-    be present with any shape, or absent. Anything else missing, unexpected or mis-shaped raises
+    be present with any shape, or absent. A model built with `include_top=False` takes a full file and
+    drops its head (named in the report). Anything else missing, unexpected or mis-shaped raises
     `WeightMismatchError` naming every offending key. Returns (variables, report).
     """
     table = name_table(model)
@@ -212,6 +213,11 @@ def port_state_dict(
         flat[entry.target] = value.astype(expected[entry.target].dtype)
         report.loaded.append(path)
     known = {e.source for e in table}
+    if not getattr(model, "include_top", True):
+        # A full file into a headless model: the head was dropped on purpose (include_top=False).
+        head = [e.source for e in name_table(model.clone(include_top=True)) if e.source not in known]
+        report.skipped_sources += [k for k in head if k in state_dict]
+        known |= set(head)
     unexpected = [k for k in state_dict if k not in known and not IGNORED_SOURCE_KEYS.fullmatch(k)]
     if missing or mis_shaped or unexpected:
         raise WeightMismatchError(mismatch_message(type(model).__name__, missing, unexpected, mis_shaped))
