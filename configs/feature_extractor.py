@@ -13,7 +13,10 @@ random-resized-crop (scale 0.5–1) + horizontal flip. AdamW, cosine schedule, b
     python -m tljax.main --config=configs/feature_extractor.py:shots=10 --workdir=/tmp/feature_extractor10
     python -m tljax.main --config=configs/feature_extractor.py:shots=100 --workdir=/tmp/feature_extractor100
 
-RESULTS
+Results (seed 0, all 10,000 test images; wall time on a shared 2-core CPU including weight loading,
+compilation and the test pass):
+    shots=10  (  100 train images, 60 steps): test accuracy 61.88%  (108 s)
+    shots=100 (1,000 train images, 155 steps): test accuracy 69.61%  (184 s)
 """
 
 from tljax.train.defaults import default_config, parse_config_arg

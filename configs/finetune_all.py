@@ -13,7 +13,11 @@ random-resized-crop (scale 0.5–1) + horizontal flip. AdamW, cosine schedule, b
     python -m tljax.main --config=configs/finetune_all.py:shots=10 --workdir=/tmp/finetune_all10
     python -m tljax.main --config=configs/finetune_all.py:shots=100 --workdir=/tmp/finetune_all100
 
-RESULTS
+Results (seed 0, all 10,000 test images; wall time on a shared 2-core CPU including weight loading,
+compilation and the test pass):
+    shots=10  (  100 train images, 60 steps): test accuracy 45.60%  (162 s)
+    shots=100 (1,000 train images, 155 steps): test accuracy 64.18%  (314 s)
+    (BN moving averages only, no precise BN, shots=10: 28.88%)
 """
 
 from tljax.train.defaults import default_config, parse_config_arg

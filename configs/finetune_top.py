@@ -13,7 +13,12 @@ random-resized-crop (scale 0.5–1) + horizontal flip. AdamW, cosine schedule, b
     python -m tljax.main --config=configs/finetune_top.py:shots=10 --workdir=/tmp/finetune_top10
     python -m tljax.main --config=configs/finetune_top.py:shots=100 --workdir=/tmp/finetune_top100
 
-RESULTS
+Results (seed 0, all 10,000 test images; wall time on a shared 2-core CPU including weight loading,
+compilation and the test pass):
+    shots=10  (  100 train images, 60 steps): test accuracy 66.87%  (66 s)
+    shots=100 (1,000 train images, 155 steps): test accuracy 77.95%  (87 s)
+    (BN moving averages only, no precise BN, shots=10: 60.12%)
+    (all BN statistics frozen, shots=100: 48.61%)
 """
 
 from tljax.train.defaults import default_config, parse_config_arg

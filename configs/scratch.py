@@ -13,7 +13,11 @@ random-resized-crop (scale 0.5–1) + horizontal flip. AdamW, cosine schedule, b
     python -m tljax.main --config=configs/scratch.py:shots=10 --workdir=/tmp/scratch10
     python -m tljax.main --config=configs/scratch.py:shots=100 --workdir=/tmp/scratch100
 
-RESULTS
+Results (seed 0, all 10,000 test images; wall time on a shared 2-core CPU including weight loading,
+compilation and the test pass):
+    shots=10  (  100 train images, 60 steps): test accuracy 43.57%  (170 s)
+    shots=100 (1,000 train images, 155 steps): test accuracy 60.28%  (339 s)
+    (BN moving averages only, no precise BN, shots=10: 10.00%)
 """
 
 from tljax.train.defaults import default_config, parse_config_arg

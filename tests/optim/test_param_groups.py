@@ -175,7 +175,13 @@ def test_schedules():
 
     cosine = learning_rate_schedule(OptimConfig(lr=0.2, schedule="cosine"), total_steps=100)
     np.testing.assert_allclose([cosine(0), cosine(50), cosine(100)], [0.2, 0.1, 0.0], atol=1e-7)
-    warm = learning_rate_schedule(OptimConfig(lr=0.2, schedule="cosine", warmup_steps=10), total_steps=110)
-    np.testing.assert_allclose([warm(0), warm(5), warm(10), warm(110)], [0.0, 0.1, 0.2, 0.0], atol=1e-7)
-    constant = learning_rate_schedule(OptimConfig(lr=0.2, schedule="constant", warmup_steps=4), total_steps=10)
+    warm = learning_rate_schedule(
+        OptimConfig(lr=0.2, schedule="cosine", warmup_steps=10), total_steps=110
+    )
+    np.testing.assert_allclose(
+        [warm(0), warm(5), warm(10), warm(110)], [0.0, 0.1, 0.2, 0.0], atol=1e-7
+    )
+    constant = learning_rate_schedule(
+        OptimConfig(lr=0.2, schedule="constant", warmup_steps=4), total_steps=10
+    )
     np.testing.assert_allclose([constant(2), constant(9)], [0.1, 0.2], atol=1e-7)

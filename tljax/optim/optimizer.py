@@ -51,7 +51,9 @@ def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule
     if cfg.schedule == "cosine":
         if not warmup:  # (optax warns about a zero-length warm-up phase)
             return optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
-        return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(total_steps, warmup + 1), end_value=0.0)
+        return optax.warmup_cosine_decay_schedule(
+            0.0, cfg.lr, warmup, max(total_steps, warmup + 1), end_value=0.0
+        )
     if cfg.schedule == "constant":
         if not warmup:
             return optax.constant_schedule(cfg.lr)
