@@ -19,34 +19,13 @@ compilation and the test pass):
     shots=100 (1,000 train images, 155 steps): test accuracy 69.61%  (184 s)
 """
 
-from tljax.train.defaults import default_config, parse_config_arg
+from tljax.train.defaults import fashion_mnist_lite0_config
 
 
 def get_config(arg: str | None = None):
     """`arg`: `shots=N` (labelled images per class; `all` = the 60,000), `size=32` (pixels)."""
-    args = parse_config_arg(arg, shots=10, size=32)
-    config = default_config()
-    config.recipe = "feature_extractor"
-    config.seed = 0
-    config.model.name = "efficientnet_lite0"
-    config.weights.name = "efficientnet_lite0"  # real ImageNet weights, offline
-    config.weights.skip = (r"classifier/.*",)  # a new 10-class head
-    config.data.source = "fashion_mnist"
-    config.data.image_size = args["size"]
-    config.data.resize_size = args["size"]
-    config.data.train_per_class = args["shots"]
-    config.data.augment.scale = (0.5, 1.0)
-
-    config.optim.name = "adamw"
+    config = fashion_mnist_lite0_config("feature_extractor", arg)
     config.optim.lr = 1e-2
-    config.optim.weight_decay = 1e-4
-    config.optim.schedule = "cosine"
-
-    config.train.batch_size = 32
-    config.train.eval_batch_size = 250
-    # ~60 steps at 10 shots (100 images), ~155 at 100 shots (1,000 images).
-    config.train.epochs = 20 if (args["shots"] or 6000) <= 10 else 5
-    config.train.log_every = 10
-    config.train.checkpoint_every = 50
+    config.train.precise_bn_batches = 0  # the backbone's BN statistics are frozen with it
     config.lock()
     return config

@@ -20,38 +20,16 @@ compilation and the test pass):
     (BN moving averages only, no precise BN, shots=10: 10.00%)
 """
 
-from tljax.train.defaults import default_config, parse_config_arg
+from tljax.train.defaults import fashion_mnist_lite0_config
 
 
 def get_config(arg: str | None = None):
     """`arg`: `shots=N` (labelled images per class; `all` = the 60,000), `size=32` (pixels)."""
-    args = parse_config_arg(arg, shots=10, size=32)
-    config = default_config()
-    config.recipe = "scratch"
-    config.seed = 0
-    config.model.name = "efficientnet_lite0"
+    config = fashion_mnist_lite0_config("scratch", arg)
     config.weights.name = None  # random init
+    config.weights.skip = (r"classifier/.*",)
     config.weights.preprocessing = "efficientnet_lite0"  # the same inputs as the transfer runs
-    config.data.source = "fashion_mnist"
-    config.data.image_size = args["size"]
-    config.data.resize_size = args["size"]
-    config.data.train_per_class = args["shots"]
-    config.data.augment.scale = (0.5, 1.0)
-
-    config.optim.name = "adamw"
-    config.optim.lr = 3e-3
-    config.optim.weight_decay = 1e-4
-    config.optim.schedule = "cosine"
-
-    config.train.batch_size = 32
-    config.train.eval_batch_size = 250
-    # ~60 steps at 10 shots (100 images), ~155 at 100 shots (1,000 images).
-    config.train.epochs = 20 if (args["shots"] or 6000) <= 10 else 5
-    config.train.log_every = 10
-    config.train.checkpoint_every = 50
-    # Precise BN: after training, the BN running statistics become the average batch statistics over 10
-    # unaugmented training batches. Without it the 10-shot run scored chance (10.00%): with Lite's BN
-    # momentum 0.99, 60 steps leave the moving averages near their random-init values of 0 and 1.
-    config.train.precise_bn_batches = 10
+    # Precise BN: without it the 10-shot run scored chance (10.00%): with Lite's BN momentum 0.99, 60
+    # steps leave the moving averages near their random-init values of 0 and 1.
     config.lock()
     return config
