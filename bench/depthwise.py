@@ -3,6 +3,7 @@
     python bench/depthwise.py --part=layer     # one depthwise layer: forward, input grad, kernel grad
     python bench/depthwise.py --part=model     # Lite0 forward (batch 8, 224²) and train steps (batch 32)
     python bench/depthwise.py --part=model --depthwise=xla   # the same model with the grouped conv
+    python bench/depthwise.py --part=model --depthwise=shifted   # ... with plain autodiff backward
 
 Layer implementations: `xla` = `lax.conv_general_dilated(feature_group_count=C)` (what `nn.Conv` runs),
 `shifted` = the shifted-slice sum differentiated by plain autodiff, `shifted_vjp` = the same forward with
@@ -62,17 +63,16 @@ def bench_layer(args) -> None:
         grad_x = jax.jit(jax.grad(loss, argnums=0))
         grad_w = jax.jit(jax.grad(loss, argnums=1))
         grad_both = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-        ms = [1e3 * median_seconds(lambda f=f: f(x, w, g), args.iters)
-              for f in (grad_x, grad_w, grad_both)]
-        ms.insert(0, 1e3 * median_seconds(lambda: forward(x, w), args.iters))
+        ms = [1e3 * median_seconds(lambda forward=forward: forward(x, w), args.iters)]
+        ms += [1e3 * median_seconds(lambda f=f, g=g: f(x, w, g), args.iters)
+               for f in (grad_x, grad_w, grad_both)]
         print(f"| {name} | " + " | ".join(f"{t:.1f}" for t in ms) + " |", flush=True)
 
 
 def bench_model(args) -> None:
     """Lite0 forward throughput and full fine-tuning train steps (BN in train mode, SGD momentum)."""
-    if args.depthwise == "xla":  # the grouped conv inside the same module, for a like-for-like "before"
-        depthwise.depthwise_conv = lambda x, kernel, stride: depthwise.grouped_conv_depthwise(
-            x, kernel, stride)
+    if args.depthwise != "default":  # swap the implementation inside the same module (xla: "before")
+        depthwise.depthwise_conv = IMPLS[args.depthwise]
     rng = np.random.default_rng(0)
     model = models.get("efficientnet_lite0", num_classes=10)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 224, 224, 3)))
@@ -112,8 +112,8 @@ def bench_model(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="layer", choices=["layer", "model"])
-    parser.add_argument("--depthwise", default="default", choices=["default", "xla"],
-                        help="model part: the module's own choice, or force the grouped conv")
+    parser.add_argument("--depthwise", default="default", choices=["default", *IMPLS],
+                        help="model part: the module's own choice, or force one implementation")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=28, help="layer output-side size before stride")
     parser.add_argument("--channels", type=int, default=240)

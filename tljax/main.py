@@ -52,8 +52,20 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with a one-line error for `--config.<key>` overrides the locked config lacks."""
+    try:
+        return FLAGS(argv)
+    except (AttributeError, KeyError) as error:  # raised by config_flags for an unknown key
+        # ml_collections nests the KeyError's repr in the message: unescape it into one readable line.
+        detail = str(error).encode().decode("unicode_escape").replace("\n", " ")
+        print(f"error: unknown --config key {detail} (configs are locked; see the config file for the "
+              "valid keys)", file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.models.common import TapRecorder, batch_norm, tf_same_padding
+from tljax.models.depthwise import DepthwiseConv
 from tljax.models.registry import register
 
 
@@ -85,7 +86,7 @@ def block_specs(width: float, depth: float) -> list[BlockSpec]:
     return specs
 
 
-def same_conv(x, conv: nn.Conv, kernel: int, stride: int):
+def same_conv(x, conv: nn.Module, kernel: int, stride: int):
     """Applies `conv` (built with padding='VALID') after TensorFlow-'SAME' zero padding of x."""
     pad_h = tf_same_padding(x.shape[1], kernel, stride)
     pad_w = tf_same_padding(x.shape[2], kernel, stride)
@@ -104,11 +105,10 @@ class MBConv(nn.Module):
     dtype: Any
     param_dtype: Any
 
-    def _conv(self, features, kernel, stride, name, groups=1):
+    def _conv(self, features, kernel, stride, name):
         return nn.Conv(
             features, (kernel, kernel), strides=(stride, stride), padding="VALID", use_bias=False,
-            feature_group_count=groups, kernel_init=conv_init, dtype=self.dtype,
-            param_dtype=self.param_dtype, name=name,
+            kernel_init=conv_init, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
         )
 
     def _bn(self, name, x):
@@ -122,8 +122,10 @@ class MBConv(nn.Module):
         y = x
         if s.expand != 1:
             y = nn.relu6(self._bn("expand_bn", self._conv(hidden, 1, 1, "expand_conv")(y)))
-        y = same_conv(y, self._conv(hidden, s.kernel, s.stride, "depthwise_conv", groups=hidden),
-                      s.kernel, s.stride)
+        # Same [k, k, 1, hidden] kernel as nn.Conv(feature_group_count=hidden), but fast on CPU too.
+        depthwise = DepthwiseConv(s.kernel, s.stride, kernel_init=conv_init, dtype=self.dtype,
+                                  param_dtype=self.param_dtype, name="depthwise_conv")
+        y = same_conv(y, depthwise, s.kernel, s.stride)
         y = nn.relu6(self._bn("depthwise_bn", y))
         y = self._bn("project_bn", self._conv(s.out_ch, 1, 1, "project_conv")(y))
         if s.stride == 1 and s.in_ch == s.out_ch:
