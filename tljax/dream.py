@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tljax.imageopt import dream
+from tljax.imageopt import core, dream
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Optional config file, e.g. configs/dream_lite0.py."
@@ -63,17 +63,7 @@ _DIRECT = (
 
 def build_config():
     """The run's config: file (or the model's defaults) overridden by the flags given explicitly."""
-    config = _CONFIG.value
-    if config is None:
-        config = dream.default_config(FLAGS.model or "efficientnet_lite0")
-    elif FLAGS.model is not None and FLAGS.model != config.model:
-        raise app.UsageError(
-            "--model conflicts with the config's model; set --config.model instead"
-        )
-    for name in _DIRECT:
-        value = getattr(FLAGS, name)
-        if value is not None:
-            config[name] = value
+    config = core.config_from_flags(_CONFIG.value, dream.default_config, FLAGS, _DIRECT)
     if FLAGS.steps is not None:
         config.steps_per_octave = FLAGS.steps
     return config

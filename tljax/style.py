@@ -16,7 +16,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tljax.imageopt import style
+from tljax.imageopt import core, style
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Optional config file, e.g. configs/style_lite0.py."
@@ -80,17 +80,7 @@ _DIRECT = (
 
 def build_config():
     """The run's config: file (or the model's defaults) overridden by the flags given explicitly."""
-    config = _CONFIG.value
-    if config is None:
-        config = style.default_config(FLAGS.model or "efficientnet_lite0")
-    elif FLAGS.model is not None and FLAGS.model != config.model:
-        raise app.UsageError(
-            "--model conflicts with the config's model; set --config.model instead"
-        )
-    for name in _DIRECT:
-        value = getattr(FLAGS, name)
-        if value is not None:
-            config[name] = value
+    config = core.config_from_flags(_CONFIG.value, style.default_config, FLAGS, _DIRECT)
     if FLAGS.style is not None:
         config.styles = FLAGS.style
     if FLAGS.size is not None and FLAGS.sizes is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 import torch
@@ -34,7 +35,7 @@ def _compare(name: str, ref: torch.nn.Module, x: np.ndarray) -> dict[str, float]
     reference = efficientnet_lite_taps(ref, torch.from_numpy(x))
     names = models.tap_names(model)
     assert set(reference) == set(names)
-    ours = model.apply(variables, x.transpose(0, 2, 3, 1), taps=names)
+    ours = jax.jit(model.apply, static_argnames="taps")(variables, x.transpose(0, 2, 3, 1), taps=names)
     return {tap: relative_error(ours[tap], reference[tap]) for tap in names}
 
 
@@ -73,7 +74,7 @@ def test_real_lite0_classifies_imagenet_photos(lite0_state_dict):
     model = models.get("efficientnet_lite0")
     variables, _ = port_state_dict(lite0_state_dict, model)
     x, labels = _photos_nchw()
-    logits = np.asarray(model.apply(variables, x.transpose(0, 2, 3, 1)))
+    logits = np.asarray(jax.jit(model.apply)(variables, x.transpose(0, 2, 3, 1)))
     top1 = int((logits.argmax(-1) == labels).sum())
     top5 = int(sum(label in row for label, row in zip(labels, np.argsort(-logits, -1)[:, :5])))
     assert top1 >= 17, f"top-1 {top1}/20"

@@ -24,7 +24,9 @@ def _apply(model):
 
 
 def _count_convs(fn, *args) -> int:
-    return str(jax.make_jaxpr(fn)(*args)).count("conv_general_dilated")
+    """Convolutions and matrix products in the traced program (1×1 convs are matmuls on CPU)."""
+    jaxpr = str(jax.make_jaxpr(fn)(*args))
+    return jaxpr.count("conv_general_dilated") + jaxpr.count("dot_general")
 
 
 def test_registry_lists_every_family_and_rejects_unknown_names():
@@ -68,7 +70,7 @@ def test_forward_stops_after_the_deepest_tap():
     x = jnp.zeros((1, 64, 64, 3))
     full = _count_convs(lambda v, x: model.apply(v, x), variables, x)
     shallow = _count_convs(lambda v, x: model.apply(v, x, taps=("stem", "layer1.0")), variables, x)
-    assert full == 53  # 1 stem + 16 blocks × 3 + 4 projections
+    assert full == 54  # 1 stem + 16 blocks × 3 + 4 projections + the classifier
     assert shallow == 1 + 3 + 1  # stem, one bottleneck and its projection: nothing past layer1.0
 
 

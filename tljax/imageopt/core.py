@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app
 from jax import lax
 from tqdm.auto import tqdm
 
@@ -569,3 +570,22 @@ def load_backbone(
         ).preprocessing  # unknown names raise, listing known ones
     # `include_top=False` drops the file's head (named in the port report) when loading.
     return headless, weights.load(source, headless), preprocessing
+
+
+def config_from_flags(config: Any, default_config: Callable[[str], Any], flag_values: Any,
+                      direct: Sequence[str]) -> Any:
+    """A tool's run config: the `--config` file (or `default_config(--model)`), then every flag in
+    `direct` that was given explicitly written over the config key of the same name.
+
+    `--model` may only repeat the config file's model (a different one would leave its layer defaults
+    behind): set `--config.model` instead.
+    """
+    if config is None:
+        config = default_config(flag_values.model or "efficientnet_lite0")
+    elif flag_values.model is not None and flag_values.model != config.model:
+        raise app.UsageError("--model conflicts with the config's model; set --config.model instead")
+    for name in direct:
+        value = getattr(flag_values, name)
+        if value is not None:
+            config[name] = value
+    return config

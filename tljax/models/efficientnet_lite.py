@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from tljax.models.common import TapRecorder, batch_norm, tf_same_padding
 from tljax.models.depthwise import DepthwiseConv
+from tljax.models.pointwise import PointwiseConv
 from tljax.models.registry import register
 
 
@@ -105,11 +106,9 @@ class MBConv(nn.Module):
     dtype: Any
     param_dtype: Any
 
-    def _conv(self, features, kernel, stride, name):
-        return nn.Conv(
-            features, (kernel, kernel), strides=(stride, stride), padding="VALID", use_bias=False,
-            kernel_init=conv_init, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
-        )
+    def _pointwise(self, features, name):
+        return PointwiseConv(features, kernel_init=conv_init, dtype=self.dtype,
+                             param_dtype=self.param_dtype, name=name)
 
     def _bn(self, name, x):
         return batch_norm(self, name, x, train=self.train, frozen_bn=self.frozen_bn, epsilon=1e-3,
@@ -121,13 +120,13 @@ class MBConv(nn.Module):
         hidden = s.in_ch * s.expand
         y = x
         if s.expand != 1:
-            y = nn.relu6(self._bn("expand_bn", self._conv(hidden, 1, 1, "expand_conv")(y)))
+            y = nn.relu6(self._bn("expand_bn", self._pointwise(hidden, "expand_conv")(y)))
         # Same [k, k, 1, hidden] kernel as nn.Conv(feature_group_count=hidden), but fast on CPU too.
         depthwise = DepthwiseConv(s.kernel, s.stride, kernel_init=conv_init, dtype=self.dtype,
                                   param_dtype=self.param_dtype, name="depthwise_conv")
         y = same_conv(y, depthwise, s.kernel, s.stride)
         y = nn.relu6(self._bn("depthwise_bn", y))
-        y = self._bn("project_bn", self._conv(s.out_ch, 1, 1, "project_conv")(y))
+        y = self._bn("project_bn", self._pointwise(s.out_ch, "project_conv")(y))
         if s.stride == 1 and s.in_ch == s.out_ch:
             if self.train and self.drop_path_rate > 0:
                 # Stochastic depth: drop the whole residual branch per example.
@@ -185,7 +184,8 @@ class EfficientNetLite(nn.Module):
                        name=f"blocks_{i}")(x)
             if rec.add(f"blocks.{i}", x):
                 return rec.outputs
-        x = nn.Conv(1280, (1, 1), name="head_conv", **conv)(x)
+        x = PointwiseConv(1280, kernel_init=conv_init, dtype=self.dtype, param_dtype=self.param_dtype,
+                          name="head_conv")(x)
         x = nn.relu6(batch_norm(self, "head_bn", x, **bn))
         if rec.add("head", x):
             return rec.outputs

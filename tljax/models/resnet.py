@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.models.common import TapRecorder, batch_norm, max_pool_torch
+from tljax.models.pointwise import PointwiseConv
 from tljax.models.registry import register
 
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming init
@@ -42,6 +43,9 @@ class ResidualBlock(nn.Module):
     param_dtype: Any
 
     def _conv(self, features, kernel, stride, name):
+        if kernel == 1:  # a matrix product on CPU (see tljax.models.pointwise)
+            return PointwiseConv(features, stride, kernel_init=conv_init, dtype=self.dtype,
+                                 param_dtype=self.param_dtype, name=name)
         pad = kernel // 2
         return nn.Conv(
             features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
