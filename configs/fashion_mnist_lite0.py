@@ -13,8 +13,8 @@ cosine, batch 32, 5 epochs (155 steps), random-resized-crop (scale 0.5–1) + fl
     python -m tljax.main --config=configs/fashion_mnist_lite0.py --workdir=/tmp/fmnist_lite0
 
 Result (seed 0; the same config as `configs/finetune_top.py:shots=100`, that run): test accuracy
-77.95% on all 10,000 test images, 87 s wall time on a shared 2-core CPU (weight loading,
-compilation and the test pass included).
+77.87% on all 10,000 test images, 37 s wall time for `bash launch/run_default.sh` on a 2-core CPU
+(set-up check, weight loading, compilation and the test pass included).
 More labels: `--config=configs/fashion_mnist_lite0.py:shots=all` (60,000 images, much longer);
 bigger inputs: `:size=64`.
 """
