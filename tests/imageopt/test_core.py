@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tljax.imageopt import core
+from tljax.models.common import TapRecorder
 
 
 class TinyCNN(nn.Module):
@@ -22,12 +23,7 @@ class TinyCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
-        if taps is not None:
-            unknown = [t for t in taps if t not in self.tap_names()]
-            if unknown:
-                raise ValueError(
-                    f"unknown taps {unknown}; valid taps are: {', '.join(self.tap_names())}"
-                )
+        TapRecorder(taps, self.tap_names(), type(self).__name__)  # refuses unknown names
         out = {}
         x = nn.Conv(4, (3, 3), name="conv1")(x)
         out["conv1"] = x

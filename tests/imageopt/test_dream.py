@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tljax.imageopt import core, dream
+from tljax.models.common import TapRecorder
 
 
 class TinyNet(nn.Module):
@@ -22,11 +23,7 @@ class TinyNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         taps = tuple(taps or ())
-        unknown = [t for t in taps if t not in self.tap_names()]
-        if unknown:
-            raise ValueError(
-                f"unknown taps {unknown}; valid taps are: {', '.join(self.tap_names())}"
-            )
+        TapRecorder(taps, self.tap_names(), type(self).__name__)  # refuses unknown names
         out = {}
         out["c1"] = x = nn.tanh(nn.Conv(6, (3, 3), name="c1")(x))
         out["c2"] = x = nn.tanh(nn.Conv(8, (3, 3), strides=2, name="c2")(x))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tljax.imageopt import core, style
+from tljax.models.common import TapRecorder
 
 
 class TinyVGG(nn.Module):
@@ -24,11 +25,7 @@ class TinyVGG(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         taps = tuple(taps or ())
-        unknown = [t for t in taps if t not in self.tap_names()]
-        if unknown:
-            raise ValueError(
-                f"unknown taps {unknown}; valid taps are: {', '.join(self.tap_names())}"
-            )
+        TapRecorder(taps, self.tap_names(), type(self).__name__)  # refuses unknown names
         out = {}
         for i, width in enumerate((4, 8, 8), start=1):
             x = nn.relu(nn.Conv(width, (3, 3), name=f"conv{i}_1")(x))
