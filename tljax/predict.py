@@ -6,6 +6,7 @@ images inside. Unreadable files are reported and skipped; the others are still c
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,9 +48,15 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
     return out
 
 
+@functools.cache
+def _forward(model):
+    """One jitted forward per model: a fresh `jax.jit(model.apply)` per batch would re-trace each time."""
+    return jax.jit(model.apply)
+
+
 def predict(model, variables, images: np.ndarray, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """(indices [B, k], probabilities [B, k]) of the top-k classes for normalised images [B, H, W, 3]."""
-    logits = jax.jit(model.apply)(variables, images)
+    logits = _forward(model)(variables, images)
     probs = np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
     top = np.argsort(-probs, axis=-1)[:, :top_k]
     return top, np.take_along_axis(probs, top, axis=-1)
