@@ -47,7 +47,9 @@ def bench_layer(args) -> None:
     k, s, c = args.kernel, args.stride, args.channels
     pad = k - 1  # roughly what TF-SAME adds
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((args.batch, args.size + pad, args.size + pad, c)), args.dtype)
+    x = jnp.asarray(
+        rng.standard_normal((args.batch, args.size + pad, args.size + pad, c)), args.dtype
+    )
     w = jnp.asarray(rng.standard_normal((k, k, 1, c)) * 0.1, args.dtype)
     print(f"layer: x {tuple(x.shape)} {args.dtype}, kernel {k}×{k}, stride {s}")
     print("| impl | forward ms | input grad ms | kernel grad ms | fwd+both grads ms |")
@@ -64,14 +66,18 @@ def bench_layer(args) -> None:
         grad_w = jax.jit(jax.grad(loss, argnums=1))
         grad_both = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
         ms = [1e3 * median_seconds(lambda forward=forward: forward(x, w), args.iters)]
-        ms += [1e3 * median_seconds(lambda f=f, g=g: f(x, w, g), args.iters)
-               for f in (grad_x, grad_w, grad_both)]
+        ms += [
+            1e3 * median_seconds(lambda f=f, g=g: f(x, w, g), args.iters)
+            for f in (grad_x, grad_w, grad_both)
+        ]
         print(f"| {name} | " + " | ".join(f"{t:.1f}" for t in ms) + " |", flush=True)
 
 
 def bench_model(args) -> None:
     """Lite0 forward throughput and full fine-tuning train steps (BN in train mode, SGD momentum)."""
-    if args.depthwise != "default":  # swap the implementation inside the same module (xla: "before")
+    if (
+        args.depthwise != "default"
+    ):  # swap the implementation inside the same module (xla: "before")
         depthwise.depthwise_conv = IMPLS[args.depthwise]
     rng = np.random.default_rng(0)
     model = models.get("efficientnet_lite0", num_classes=10)
@@ -88,8 +94,12 @@ def bench_model(args) -> None:
     def step(params, batch_stats, opt_state, images, labels, key):
         def loss_fn(params):
             logits, updates = model.apply(
-                {"params": params, "batch_stats": batch_stats}, images, train=True,
-                mutable=["batch_stats"], rngs={"dropout": key})
+                {"params": params, "batch_stats": batch_stats},
+                images,
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": key},
+            )
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
             return loss, updates["batch_stats"]
 
@@ -103,17 +113,25 @@ def bench_model(args) -> None:
     labels = jnp.asarray(rng.integers(0, 10, 32))
     for size in (32, 64):
         images = jnp.asarray(rng.standard_normal((32, size, size, 3)), jnp.float32)
-        t = median_seconds(lambda images=images: step(params, batch_stats, opt_state, images, labels,
-                                                      key), args.iters)
-        print(f"| Lite0 train step, batch 32, {size}² | {1e3 * t:.0f} ms | {32 / t:.1f} img/s |",
-              flush=True)
+        t = median_seconds(
+            lambda images=images: step(params, batch_stats, opt_state, images, labels, key),
+            args.iters,
+        )
+        print(
+            f"| Lite0 train step, batch 32, {size}² | {1e3 * t:.0f} ms | {32 / t:.1f} img/s |",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="layer", choices=["layer", "model"])
-    parser.add_argument("--depthwise", default="default", choices=["default", *IMPLS],
-                        help="model part: the module's own choice, or force one implementation")
+    parser.add_argument(
+        "--depthwise",
+        default="default",
+        choices=["default", *IMPLS],
+        help="model part: the module's own choice, or force one implementation",
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=28, help="layer output-side size before stride")
     parser.add_argument("--channels", type=int, default=240)

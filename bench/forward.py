@@ -74,8 +74,15 @@ def bench(name: str, batch: int, size: int, dtype: str, iters: int, compile_torc
         run_jax()
         run_torch()
     t_jax, t_torch = time_fn(run_jax, iters), time_fn(run_torch, iters)
-    return {"model": name, "device": device, "batch": batch, "dtype": dtype,
-            "tljax img/s": batch / t_jax, "torch img/s": batch / t_torch, "ratio": t_torch / t_jax}
+    return {
+        "model": name,
+        "device": device,
+        "batch": batch,
+        "dtype": dtype,
+        "tljax img/s": batch / t_jax,
+        "torch img/s": batch / t_torch,
+        "ratio": t_torch / t_jax,
+    }
 
 
 def main() -> None:
@@ -87,14 +94,21 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="compare with torch.compile(model)")
     args = parser.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"| model | device | batch | dtype | tljax img/s | torch{' (compiled)' if args.compile else ''} img/s | ratio |")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"| model | device | batch | dtype | tljax img/s | torch{' (compiled)' if args.compile else ''} img/s | ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         r = bench(name, args.batch, args.size, args.dtype, args.iters, args.compile)
-        print(f"| {r['model']} | {r['device']} | {r['batch']} | {r['dtype']} | {r['tljax img/s']:.1f} | "
-              f"{r['torch img/s']:.1f} | {r['ratio']:.2f}× |", flush=True)
+        print(
+            f"| {r['model']} | {r['device']} | {r['batch']} | {r['dtype']} | {r['tljax img/s']:.1f} | "
+            f"{r['torch img/s']:.1f} | {r['ratio']:.2f}× |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from pathlib import Path
 def foolbox_imagenet_photos() -> list[tuple[Path, int]]:
     """foolbox's 20 real ImageNet photos (read as files, never imported) with their label indices."""
     spec = importlib.util.find_spec("foolbox")
-    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps foolbox==3.3.4"
+    assert spec is not None and spec.submodule_search_locations, (
+        "pip install --no-deps foolbox==3.3.4"
+    )
     data = Path(list(spec.submodule_search_locations)[0]) / "data"
     photos = []
     for path in sorted(data.glob("imagenet_*.jpg")):

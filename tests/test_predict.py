@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _predict(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tljax.predict", "--model=efficientnet_lite0", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tljax.predict", "--model=efficientnet_lite0", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_predicts_the_photo_label_and_skips_an_unreadable_file(tmp_path):
@@ -28,7 +33,10 @@ def test_predicts_the_photo_label_and_skips_an_unreadable_file(tmp_path):
     top1 = lines[1]
     assert top1.endswith(f"{imagenet_class_names()[label]} ({label})"), top1
     assert len(lines) == 6  # the path and five classes
-    assert "broken.jpg: cannot read" in result.stderr and "1 of 2 file(s) could not be read" in result.stderr
+    assert (
+        "broken.jpg: cannot read" in result.stderr
+        and "1 of 2 file(s) could not be read" in result.stderr
+    )
 
 
 def test_only_unreadable_files_is_an_error(tmp_path):

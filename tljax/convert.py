@@ -14,10 +14,15 @@ from absl import app, flags
 
 from tljax.weights import convert
 
-_WEIGHTS = flags.DEFINE_string("weights", None, "Registered weights name or .pth/.safetensors file.",
-                               required=True)
-_OUT = flags.DEFINE_string("out", None, "Output directory (must not exist or be empty).", required=True)
-_MODEL = flags.DEFINE_string("model", None, "Architecture; default: the registry's or inferred from the file.")
+_WEIGHTS = flags.DEFINE_string(
+    "weights", None, "Registered weights name or .pth/.safetensors file.", required=True
+)
+_OUT = flags.DEFINE_string(
+    "out", None, "Output directory (must not exist or be empty).", required=True
+)
+_MODEL = flags.DEFINE_string(
+    "model", None, "Architecture; default: the registry's or inferred from the file."
+)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -59,8 +59,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     except (AttributeError, KeyError) as error:  # raised by config_flags for an unknown key
         # ml_collections nests the KeyError's repr in the message: unescape it into one readable line.
         detail = str(error).encode().decode("unicode_escape").replace("\n", " ")
-        print(f"error: unknown --config key {detail} (configs are locked; see the config file for the "
-              "valid keys)", file=sys.stderr)
+        print(
+            f"error: unknown --config key {detail} (configs are locked; see the config file for the "
+            "valid keys)",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

@@ -20,10 +20,15 @@ from tljax.data.images import has_image_extension, is_hidden
 from tljax.data.preprocess import load_eval_image
 from tljax.weights.labels import imagenet_class_names
 
-_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Architecture (tljax.models.list_models()).")
+_MODEL = flags.DEFINE_string(
+    "model", "efficientnet_lite0", "Architecture (tljax.models.list_models())."
+)
 _WEIGHTS = flags.DEFINE_string(
-    "weights", None, "Registered weights name, .pth/.safetensors file or converted directory. "
-    "Default: the first registered weights of --model.")
+    "weights",
+    None,
+    "Registered weights name, .pth/.safetensors file or converted directory. "
+    "Default: the first registered weights of --model.",
+)
 _TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print per image.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per forward pass.")
 
@@ -41,8 +46,11 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.iterdir()
-                          if f.is_file() and not is_hidden(f.name) and has_image_extension(f.name))
+            out += sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and not is_hidden(f.name) and has_image_extension(f.name)
+            )
         else:
             out.append(p)
     return out
@@ -65,7 +73,9 @@ def predict(model, variables, images: np.ndarray, top_k: int = 5) -> tuple[np.nd
 def main(argv: Sequence[str]) -> int:
     paths = expand_paths(argv[1:])
     if not paths:
-        raise app.UsageError("give one or more image files or folders: python -m tljax.predict IMG…")
+        raise app.UsageError(
+            "give one or more image files or folders: python -m tljax.predict IMG…"
+        )
     weights_name = _WEIGHTS.value or default_weights(_MODEL.value)
     try:
         preprocessing = weights.get_spec(weights_name).preprocessing
@@ -85,7 +95,7 @@ def main(argv: Sequence[str]) -> int:
             logging.warning("skipping %s: %s", path, err)
             print(f"{path}: cannot read ({err}); skipped", file=sys.stderr)
     for start in range(0, len(good), _BATCH.value):
-        chunk = good[start:start + _BATCH.value]
+        chunk = good[start : start + _BATCH.value]
         top, probs = predict(model, variables, np.stack([x for _, x in chunk]), _TOP_K.value)
         for (path, _), indices, p in zip(chunk, top, probs):
             print(f"{path}")

@@ -13,8 +13,11 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 
 def random_variables(model, seed: int = 0, image_size: int = 64) -> dict:
-    abstract = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, image_size, image_size, 3),
-                                                                                   jnp.float32))
+    abstract = jax.eval_shape(
+        model.init,
+        jax.random.key(0),
+        jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32),
+    )
     rng = np.random.default_rng(seed)
     flat = {}
     for path, leaf in flatten_dict(abstract).items():

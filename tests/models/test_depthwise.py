@@ -44,7 +44,8 @@ def test_matches_grouped_conv(kernel, stride, height, width):
     g = jnp.asarray(rng.standard_normal(reference.shape), jnp.float32)
     ref_out, (ref_dx, ref_dw) = _value_and_vjp(grouped_conv_depthwise, x, w, stride, g)
     out, (dx, dw) = jax.jit(lambda x, w, g: _value_and_vjp(shifted_depthwise_vjp, x, w, stride, g))(
-        x, w, g)
+        x, w, g
+    )
     assert out.shape == ref_out.shape and dx.shape == x.shape and dw.shape == w.shape
     assert _relative(out, ref_out) <= TOLERANCE
     assert _relative(dx, ref_dx) <= TOLERANCE
@@ -86,15 +87,24 @@ def test_bfloat16_close_to_float32(stride):
     assert _relative(dw, ref_dw) <= 2e-2
 
 
-@pytest.mark.parametrize("dtype,param_dtype", [(jnp.float32, jnp.float32),
-                                               (jnp.bfloat16, jnp.float32)])
+@pytest.mark.parametrize(
+    "dtype,param_dtype", [(jnp.float32, jnp.float32), (jnp.bfloat16, jnp.float32)]
+)
 def test_module_is_a_drop_in_for_grouped_nn_conv(dtype, param_dtype):
     """Same param name, shape, init and dtypes as nn.Conv(feature_group_count=C); same outputs."""
     channels, kernel, stride = 12, 5, 2
     init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-    conv = nn.Conv(channels, (kernel, kernel), strides=(stride, stride), padding="VALID",
-                   use_bias=False, feature_group_count=channels, kernel_init=init, dtype=dtype,
-                   param_dtype=param_dtype)
+    conv = nn.Conv(
+        channels,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding="VALID",
+        use_bias=False,
+        feature_group_count=channels,
+        kernel_init=init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+    )
     ours = DepthwiseConv(kernel, stride, kernel_init=init, dtype=dtype, param_dtype=param_dtype)
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 15, 17, channels)), jnp.float32)
     key = jax.random.PRNGKey(0)

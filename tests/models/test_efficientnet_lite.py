@@ -35,13 +35,23 @@ def _compare(name: str, ref: torch.nn.Module, x: np.ndarray) -> dict[str, float]
     reference = efficientnet_lite_taps(ref, torch.from_numpy(x))
     names = models.tap_names(model)
     assert set(reference) == set(names)
-    ours = jax.jit(model.apply, static_argnames="taps")(variables, x.transpose(0, 2, 3, 1), taps=names)
+    ours = jax.jit(model.apply, static_argnames="taps")(
+        variables, x.transpose(0, 2, 3, 1), taps=names
+    )
     return {tap: relative_error(ours[tap], reference[tap]) for tap in names}
 
 
 @pytest.mark.parametrize(
-    "variant,size", [(0, (224, 224)), (0, (97, 131)), (1, (240, 240)), (2, (260, 260)),
-                     (3, (280, 280)), (4, (300, 300))])
+    "variant,size",
+    [
+        (0, (224, 224)),
+        (0, (97, 131)),
+        (1, (240, 240)),
+        (2, (260, 260)),
+        (3, (280, 280)),
+        (4, (300, 300)),
+    ],
+)
 def test_random_weights_match_reference(variant, size):
     x = np.random.default_rng(variant).standard_normal((2, 3, *size)).astype(np.float32)
     errors = _compare(f"efficientnet_lite{variant}", _reference(variant, size), x)

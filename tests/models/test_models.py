@@ -31,7 +31,14 @@ def _count_convs(fn, *args) -> int:
 
 def test_registry_lists_every_family_and_rejects_unknown_names():
     names = models.list_models()
-    for expected in ["vgg11", "vgg19_bn", "resnet18", "resnet152", "efficientnet_lite0", "efficientnet_lite4"]:
+    for expected in [
+        "vgg11",
+        "vgg19_bn",
+        "resnet18",
+        "resnet152",
+        "efficientnet_lite0",
+        "efficientnet_lite4",
+    ]:
         assert expected in names
     with pytest.raises(ValueError, match="known models: .*resnet50"):
         models.get("resnet51")
@@ -45,12 +52,16 @@ def test_all_taps_come_back_from_one_pass(name):
     names = models.tap_names(model)
     out = _apply(model)(variables, x, taps=names)
     assert sorted(out) == sorted(names)
-    assert relative_error(out["logits"], _apply(model)(variables, x)) <= 1e-5  # same numbers as without taps
+    assert (
+        relative_error(out["logits"], _apply(model)(variables, x)) <= 1e-5
+    )  # same numbers as without taps
     assert out["logits"].shape == (2, 7)
 
 
 def _abstract(model, size=64):
-    return jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+    return jax.eval_shape(
+        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    )
 
 
 @pytest.mark.parametrize("name", ["vgg11_bn", "resnet18", "efficientnet_lite0"])
@@ -58,8 +69,10 @@ def test_tap_names_are_listed_in_forward_order(name):
     """Asking for a later tap never computes fewer layers: the listed order is the forward order."""
     model = models.get(name)
     variables, x = _abstract(model), jnp.zeros((1, 64, 64, 3))
-    convs = [_count_convs(lambda v, x, t=tap: model.apply(v, x, taps=(t,)), variables, x)
-             for tap in models.tap_names(model)]
+    convs = [
+        _count_convs(lambda v, x, t=tap: model.apply(v, x, taps=(t,)), variables, x)
+        for tap in models.tap_names(model)
+    ]
     assert convs == sorted(convs) and convs[0] >= 1
     assert convs[-1] == _count_convs(lambda v, x: model.apply(v, x), variables, x)
 
@@ -81,7 +94,9 @@ def test_unknown_tap_is_refused_with_the_valid_names():
         model.apply(variables, jnp.zeros((1, 64, 64, 3)), taps=("relu4_4",))
 
 
-@pytest.mark.parametrize("name,width", [("vgg11", 512), ("resnet50", 2048), ("efficientnet_lite0", 1280)])
+@pytest.mark.parametrize(
+    "name,width", [("vgg11", 512), ("resnet50", 2048), ("efficientnet_lite0", 1280)]
+)
 def test_include_top_false_returns_pooled_features(name, width):
     backbone = models.get(name, include_top=False)
     variables = _init(backbone)
@@ -112,7 +127,9 @@ def _bn_training_step(frozen_bn):
 
 def test_frozen_bn_layers_keep_their_statistics_and_use_them():
     model, variables, x, out, new_stats = _bn_training_step((".*",))
-    same = jax.tree_util.tree_map(lambda a, b: bool(jnp.array_equal(a, b)), variables["batch_stats"], new_stats)
+    same = jax.tree_util.tree_map(
+        lambda a, b: bool(jnp.array_equal(a, b)), variables["batch_stats"], new_stats
+    )
     assert all(jax.tree_util.tree_leaves(same))
     assert relative_error(out, _apply(model)(variables, x)) <= 1e-5  # inference-mode BN
 
@@ -142,17 +159,31 @@ def test_bf16_compute_stays_close_to_fp32_with_real_weights():
     assert (bf16.argmax(-1) == fp32.argmax(-1)).mean() >= 7 / 8
 
 
-@pytest.mark.parametrize("size,out", [((7, 7), (7, 7)), ((3, 4), (7, 7)), ((13, 9), (7, 7)), ((14, 14), (7, 7)),
-                                      ((5, 11), (2, 3))])
+@pytest.mark.parametrize(
+    "size,out",
+    [((7, 7), (7, 7)), ((3, 4), (7, 7)), ((13, 9), (7, 7)), ((14, 14), (7, 7)), ((5, 11), (2, 3))],
+)
 def test_adaptive_avg_pool_matches_torch(size, out):
     x = np.random.default_rng(0).standard_normal((2, 3, *size)).astype(np.float32)
-    expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), out).numpy().transpose(0, 2, 3, 1)
-    np.testing.assert_allclose(adaptive_avg_pool(jnp.asarray(x.transpose(0, 2, 3, 1)), out), expected,
-                               rtol=1e-6, atol=1e-6)
+    expected = (
+        torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), out)
+        .numpy()
+        .transpose(0, 2, 3, 1)
+    )
+    np.testing.assert_allclose(
+        adaptive_avg_pool(jnp.asarray(x.transpose(0, 2, 3, 1)), out), expected, rtol=1e-6, atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("size,kernel,stride,expected", [(224, 3, 2, (0, 1)), (112, 3, 1, (1, 1)),
-                                                          (28, 5, 2, (1, 2)), (97, 3, 2, (1, 1)),
-                                                          (14, 1, 1, (0, 0))])
+@pytest.mark.parametrize(
+    "size,kernel,stride,expected",
+    [
+        (224, 3, 2, (0, 1)),
+        (112, 3, 1, (1, 1)),
+        (28, 5, 2, (1, 2)),
+        (97, 3, 2, (1, 1)),
+        (14, 1, 1, (0, 0)),
+    ],
+)
 def test_tf_same_padding_known_answers(size, kernel, stride, expected):
     assert tf_same_padding(size, kernel, stride) == expected

@@ -13,8 +13,9 @@ from tljax.models.pointwise import PointwiseConv, pointwise_conv
 
 
 def _reference(x, kernel, stride):
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 @pytest.mark.parametrize("stride,size", [(1, (9, 11)), (2, (9, 11)), (2, (8, 8))])

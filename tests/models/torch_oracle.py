@@ -42,12 +42,18 @@ def _capture(store: dict, name: str):
 
 
 @torch.no_grad()
-def vgg_taps(model: torch.nn.Module, depth: int, batch_norm: bool, x: torch.Tensor) -> dict[str, np.ndarray]:
+def vgg_taps(
+    model: torch.nn.Module, depth: int, batch_norm: bool, x: torch.Tensor
+) -> dict[str, np.ndarray]:
     taps: dict[str, torch.Tensor] = {}
     handles, index = [], 0
     for stage, widths in enumerate(VGG_STAGES[depth], start=1):
         for i in range(1, len(widths) + 1):
-            names = [f"conv{stage}_{i}"] + ([f"bn{stage}_{i}"] if batch_norm else []) + [f"relu{stage}_{i}"]
+            names = (
+                [f"conv{stage}_{i}"]
+                + ([f"bn{stage}_{i}"] if batch_norm else [])
+                + [f"relu{stage}_{i}"]
+            )
             for name in names:
                 handles.append(model.features[index].register_forward_hook(_capture(taps, name)))
                 index += 1

@@ -36,11 +36,16 @@ def test_every_torchvision_key_has_exactly_one_flax_home(resnet18_sd):
 
 def test_conv_and_dense_layouts(resnet18_sd):
     variables, report = port_state_dict(resnet18_sd, models.get("resnet18"))
-    np.testing.assert_array_equal(variables["params"]["conv1"]["kernel"],
-                                  resnet18_sd["conv1.weight"].transpose(2, 3, 1, 0))  # OIHW → HWIO
-    np.testing.assert_array_equal(variables["params"]["classifier"]["kernel"], resnet18_sd["fc.weight"].T)
-    np.testing.assert_array_equal(variables["batch_stats"]["layer2_0"]["downsample_bn"]["var"],
-                                  resnet18_sd["layer2.0.downsample.1.running_var"])
+    np.testing.assert_array_equal(
+        variables["params"]["conv1"]["kernel"], resnet18_sd["conv1.weight"].transpose(2, 3, 1, 0)
+    )  # OIHW → HWIO
+    np.testing.assert_array_equal(
+        variables["params"]["classifier"]["kernel"], resnet18_sd["fc.weight"].T
+    )
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["layer2_0"]["downsample_bn"]["var"],
+        resnet18_sd["layer2.0.downsample.1.running_var"],
+    )
     assert not report.skipped_targets
 
 
@@ -65,15 +70,21 @@ def test_wrong_architecture_names_missing_and_unexpected_keys(resnet18_sd):
 def test_new_head_needs_an_explicit_skip_and_names_what_it_skipped():
     sd = _state_dict("resnet18", num_classes=10)
     model = models.get("resnet18")  # 1000 classes
-    with pytest.raises(WeightMismatchError, match=r"fc.weight: file \(512, 10\) vs model \(512, 1000\)"):
+    with pytest.raises(
+        WeightMismatchError, match=r"fc.weight: file \(512, 10\) vs model \(512, 1000\)"
+    ):
         port_state_dict(sd, model)
     init = jax.jit(model.init)(jax.random.key(7), jnp.zeros((1, 64, 64, 3)))
     variables, report = port_state_dict(sd, model, skip=(r"classifier/.*",), init_variables=init)
     assert sorted(report.skipped_targets) == ["classifier/bias", "classifier/kernel"]
     assert sorted(report.skipped_sources) == ["fc.bias", "fc.weight"]
-    np.testing.assert_array_equal(variables["params"]["classifier"]["kernel"], init["params"]["classifier"]["kernel"])
-    np.testing.assert_array_equal(variables["params"]["layer4_1"]["conv2"]["kernel"],
-                                  sd["layer4.1.conv2.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        variables["params"]["classifier"]["kernel"], init["params"]["classifier"]["kernel"]
+    )
+    np.testing.assert_array_equal(
+        variables["params"]["layer4_1"]["conv2"]["kernel"],
+        sd["layer4.1.conv2.weight"].transpose(2, 3, 1, 0),
+    )
 
 
 def test_backbone_without_top_loads_from_a_full_file_and_names_the_dropped_head(resnet18_sd):
@@ -87,15 +98,24 @@ def test_backbone_without_top_loads_from_a_full_file_and_names_the_dropped_head(
         port_state_dict(without_fc, models.get("resnet18"))
 
 
-@pytest.mark.parametrize("name,expected", [("resnet18", "resnet18"), ("resnet50", "resnet50"),
-                                           ("vgg11_bn", "vgg11_bn"), ("vgg13", "vgg13")])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("resnet18", "resnet18"),
+        ("resnet50", "resnet50"),
+        ("vgg11_bn", "vgg11_bn"),
+        ("vgg13", "vgg13"),
+    ],
+)
 def test_architecture_is_inferred_from_the_file(name, expected):
     assert weights.infer_architecture(_state_dict(name)) == expected
 
 
 def test_lite0_architecture_is_inferred():
-    assert weights.infer_architecture(weights.read_state_dict(weights.resolve("efficientnet_lite0"))) == \
-        "efficientnet_lite0"
+    assert (
+        weights.infer_architecture(weights.read_state_dict(weights.resolve("efficientnet_lite0")))
+        == "efficientnet_lite0"
+    )
 
 
 def test_load_from_a_user_pth_file_and_via_convert(tmp_path, resnet18_sd):

@@ -189,7 +189,10 @@ def load_eval_image(path: str, preprocessing: Any) -> np.ndarray:
     Decoding follows the data pipeline (EXIF orientation, gray/RGBA/CMYK/16-bit → RGB); raises on an
     unreadable file (the caller decides whether to skip it).
     """
-    geometry = Geometry(int(preprocessing.resize), int(preprocessing.crop),
-                        getattr(preprocessing, "interpolation", "bilinear"))
+    geometry = Geometry(
+        int(preprocessing.resize),
+        int(preprocessing.crop),
+        getattr(preprocessing, "interpolation", "bilinear"),
+    )
     pixels = center_crop(open_image(str(path)), geometry)
     return Normalizer(preprocessing.mean, preprocessing.std)(pixels[None])[0]

@@ -572,8 +572,9 @@ def load_backbone(
     return headless, weights.load(source, headless), preprocessing
 
 
-def config_from_flags(config: Any, default_config: Callable[[str], Any], flag_values: Any,
-                      direct: Sequence[str]) -> Any:
+def config_from_flags(
+    config: Any, default_config: Callable[[str], Any], flag_values: Any, direct: Sequence[str]
+) -> Any:
     """A tool's run config: the `--config` file (or `default_config(--model)`), then every flag in
     `direct` that was given explicitly written over the config key of the same name.
 
@@ -583,7 +584,9 @@ def config_from_flags(config: Any, default_config: Callable[[str], Any], flag_va
     if config is None:
         config = default_config(flag_values.model or "efficientnet_lite0")
     elif flag_values.model is not None and flag_values.model != config.model:
-        raise app.UsageError("--model conflicts with the config's model; set --config.model instead")
+        raise app.UsageError(
+            "--model conflicts with the config's model; set --config.model instead"
+        )
     for name in direct:
         value = getattr(flag_values, name)
         if value is not None:

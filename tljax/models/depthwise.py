@@ -77,8 +77,15 @@ def _input_gradient(g: Array, kernel: Array, stride: int, height: int, width: in
     reach = math.ceil(k / s)  # most taps a phase has along one axis
     phase_rows, phase_cols = math.ceil(height / s), math.ceil(width / s)
     g = g.astype(acc_dtype)
-    g = jnp.pad(g, ((0, 0), (reach - 1, phase_rows - g.shape[1]),
-                    (reach - 1, phase_cols - g.shape[2]), (0, 0)))
+    g = jnp.pad(
+        g,
+        (
+            (0, 0),
+            (reach - 1, phase_rows - g.shape[1]),
+            (reach - 1, phase_cols - g.shape[2]),
+            (0, 0),
+        ),
+    )
     phases = []  # phases[a][b]: dx[:, a::s, b::s] as [B, phase_rows, phase_cols, C]
     for a in range(s):
         row = []
@@ -107,10 +114,13 @@ _KERNEL_GRAD_CHUNK_BYTES = 1 << 20
 def _tap_sums(x: Array, g: Array, k: int, stride: int) -> Array:
     """[k·k, C]: Σ_{b,h,w} g · x[:, i::s, j::s] for every tap (i, j), in g's dtype."""
     rows, cols = g.shape[1], g.shape[2]
-    return jnp.stack([
-        jnp.sum(_tap(x, i, j, rows, cols, stride).astype(g.dtype) * g, axis=(0, 1, 2))
-        for i in range(k) for j in range(k)
-    ])
+    return jnp.stack(
+        [
+            jnp.sum(_tap(x, i, j, rows, cols, stride).astype(g.dtype) * g, axis=(0, 1, 2))
+            for i in range(k)
+            for j in range(k)
+        ]
+    )
 
 
 def _kernel_gradient(x: Array, g: Array, k: int, stride: int) -> Array:
@@ -120,16 +130,25 @@ def _kernel_gradient(x: Array, g: Array, k: int, stride: int) -> Array:
     """
     g = g.astype(_accumulation_dtype(g.dtype))
     batch, image_bytes = x.shape[0], math.prod(x.shape[1:]) * g.dtype.itemsize
-    chunk = max([n for n in range(1, batch + 1)
-                 if batch % n == 0 and n * image_bytes <= _KERNEL_GRAD_CHUNK_BYTES] or [1])
+    chunk = max(
+        [
+            n
+            for n in range(1, batch + 1)
+            if batch % n == 0 and n * image_bytes <= _KERNEL_GRAD_CHUNK_BYTES
+        ]
+        or [1]
+    )
     if chunk == batch:
         sums = _tap_sums(x, g, k, stride)
     else:
+
         def add_chunk(total, chunk_xg):
             return total + _tap_sums(*chunk_xg, k, stride), None
 
-        chunks = (x.reshape(batch // chunk, chunk, *x.shape[1:]),
-                  g.reshape(batch // chunk, chunk, *g.shape[1:]))
+        chunks = (
+            x.reshape(batch // chunk, chunk, *x.shape[1:]),
+            g.reshape(batch // chunk, chunk, *g.shape[1:]),
+        )
         sums, _ = lax.scan(add_chunk, jnp.zeros((k * k, x.shape[-1]), g.dtype), chunks)
     return sums.reshape(k, k, 1, -1)
 
@@ -157,7 +176,11 @@ shifted_depthwise_vjp.defvjp(_forward, _backward)
 def grouped_conv_depthwise(x: Array, kernel: Array, stride: int) -> Array:
     """The reference: XLA's grouped convolution (what `nn.Conv(feature_group_count=C)` runs)."""
     return lax.conv_general_dilated(
-        x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        x,
+        kernel,
+        (stride, stride),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=x.shape[-1],
     )
 
@@ -168,7 +191,11 @@ def depthwise_conv(x: Array, kernel: Array, stride: int) -> Array:
     Shifted-slice sum (custom VJP) on the CPU backend, grouped `conv_general_dilated` elsewhere;
     both give the same numbers up to float rounding.
     """
-    if x.shape[-1] != kernel.shape[-1] or kernel.shape[2] != 1 or kernel.shape[0] != kernel.shape[1]:
+    if (
+        x.shape[-1] != kernel.shape[-1]
+        or kernel.shape[2] != 1
+        or kernel.shape[0] != kernel.shape[1]
+    ):
         raise ValueError(f"depthwise kernel {kernel.shape} does not fit input {x.shape}")
     if jax.default_backend() == "cpu":
         return shifted_depthwise_vjp(x, kernel, stride)
@@ -190,7 +217,9 @@ class DepthwiseConv(nn.Module):
     def __call__(self, x: Array) -> Array:
         channels = x.shape[-1]
         kernel = self.param(
-            "kernel", self.kernel_init, (self.kernel_size, self.kernel_size, 1, channels),
+            "kernel",
+            self.kernel_init,
+            (self.kernel_size, self.kernel_size, 1, channels),
             self.param_dtype,
         )
         x, kernel = promote_dtype(x, kernel, dtype=self.dtype)

@@ -82,8 +82,16 @@ def block_specs(width: float, depth: float) -> list[BlockSpec]:
         out_ch = round_filters(group.out_ch, width)
         repeats = group.repeats if g in (0, last) else int(math.ceil(depth * group.repeats))
         for r in range(repeats):
-            specs.append(BlockSpec(group.kernel, group.stride if r == 0 else 1, group.expand,
-                                   in_ch if r == 0 else out_ch, out_ch, g))
+            specs.append(
+                BlockSpec(
+                    group.kernel,
+                    group.stride if r == 0 else 1,
+                    group.expand,
+                    in_ch if r == 0 else out_ch,
+                    out_ch,
+                    g,
+                )
+            )
     return specs
 
 
@@ -107,12 +115,26 @@ class MBConv(nn.Module):
     param_dtype: Any
 
     def _pointwise(self, features, name):
-        return PointwiseConv(features, kernel_init=conv_init, dtype=self.dtype,
-                             param_dtype=self.param_dtype, name=name)
+        return PointwiseConv(
+            features,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )
 
     def _bn(self, name, x):
-        return batch_norm(self, name, x, train=self.train, frozen_bn=self.frozen_bn, epsilon=1e-3,
-                          momentum=0.99, dtype=self.dtype, param_dtype=self.param_dtype)
+        return batch_norm(
+            self,
+            name,
+            x,
+            train=self.train,
+            frozen_bn=self.frozen_bn,
+            epsilon=1e-3,
+            momentum=0.99,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
 
     @nn.compact
     def __call__(self, x):
@@ -122,8 +144,14 @@ class MBConv(nn.Module):
         if s.expand != 1:
             y = nn.relu6(self._bn("expand_bn", self._pointwise(hidden, "expand_conv")(y)))
         # Same [k, k, 1, hidden] kernel as nn.Conv(feature_group_count=hidden), but fast on CPU too.
-        depthwise = DepthwiseConv(s.kernel, s.stride, kernel_init=conv_init, dtype=self.dtype,
-                                  param_dtype=self.param_dtype, name="depthwise_conv")
+        depthwise = DepthwiseConv(
+            s.kernel,
+            s.stride,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="depthwise_conv",
+        )
         y = same_conv(y, depthwise, s.kernel, s.stride)
         y = nn.relu6(self._bn("depthwise_bn", y))
         y = self._bn("project_bn", self._pointwise(s.out_ch, "project_conv")(y))
@@ -168,10 +196,21 @@ class EfficientNetLite(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         rec = TapRecorder(taps, self.tap_names(), self.variant)
-        bn = dict(train=train, frozen_bn=self.frozen_bn, epsilon=1e-3, momentum=0.99, dtype=self.dtype,
-                  param_dtype=self.param_dtype)
-        conv = dict(padding="VALID", use_bias=False, kernel_init=conv_init, dtype=self.dtype,
-                    param_dtype=self.param_dtype)
+        bn = dict(
+            train=train,
+            frozen_bn=self.frozen_bn,
+            epsilon=1e-3,
+            momentum=0.99,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        conv = dict(
+            padding="VALID",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
         x = x.astype(self.dtype)
         x = same_conv(x, nn.Conv(32, (3, 3), strides=(2, 2), name="stem_conv", **conv), 3, 2)
         x = nn.relu6(batch_norm(self, "stem_bn", x, **bn))
@@ -180,12 +219,24 @@ class EfficientNetLite(nn.Module):
         specs = self._specs()
         for i, spec in enumerate(specs):
             rate = self.drop_path_rate * i / len(specs)  # linearly deeper, as in the reference
-            x = MBConv(spec, rate, train, tuple(self.frozen_bn), self.dtype, self.param_dtype,
-                       name=f"blocks_{i}")(x)
+            x = MBConv(
+                spec,
+                rate,
+                train,
+                tuple(self.frozen_bn),
+                self.dtype,
+                self.param_dtype,
+                name=f"blocks_{i}",
+            )(x)
             if rec.add(f"blocks.{i}", x):
                 return rec.outputs
-        x = PointwiseConv(1280, kernel_init=conv_init, dtype=self.dtype, param_dtype=self.param_dtype,
-                          name="head_conv")(x)
+        x = PointwiseConv(
+            1280,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="head_conv",
+        )(x)
         x = nn.relu6(batch_norm(self, "head_bn", x, **bn))
         if rec.add("head", x):
             return rec.outputs
@@ -195,7 +246,10 @@ class EfficientNetLite(nn.Module):
         x = nn.Dropout(LITE_VARIANTS[self.variant][3], deterministic=not train)(x)
         bound = 1.0 / x.shape[-1] ** 0.5
         x = nn.Dense(
-            self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="classifier",
+            self.num_classes,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="classifier",
             kernel_init=lambda k, s, d=jnp.float32: jax.random.uniform(k, s, d, -bound, bound),
         )(x)
         if rec.add("logits", x):

@@ -27,8 +27,9 @@ def pointwise_conv(x: Array, kernel: Array, stride: int = 1) -> Array:
         if stride > 1:
             x = x[:, ::stride, ::stride]
         return jnp.matmul(x, kernel[0, 0])  # [B, H, W, C] @ [C, O]
-    return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(
+        x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 class PointwiseConv(nn.Module):
@@ -44,9 +45,14 @@ class PointwiseConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features),
-                            self.param_dtype)
-        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        kernel = self.param(
+            "kernel", self.kernel_init, (1, 1, x.shape[-1], self.features), self.param_dtype
+        )
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = pointwise_conv(x, kernel, self.strides)
         return y + bias if bias is not None else y

@@ -44,18 +44,36 @@ class ResidualBlock(nn.Module):
 
     def _conv(self, features, kernel, stride, name):
         if kernel == 1:  # a matrix product on CPU (see tljax.models.pointwise)
-            return PointwiseConv(features, stride, kernel_init=conv_init, dtype=self.dtype,
-                                 param_dtype=self.param_dtype, name=name)
+            return PointwiseConv(
+                features,
+                stride,
+                kernel_init=conv_init,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=name,
+            )
         pad = kernel // 2
         return nn.Conv(
-            features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-            use_bias=False, kernel_init=conv_init, dtype=self.dtype, param_dtype=self.param_dtype,
+            features,
+            (kernel, kernel),
+            strides=(stride, stride),
+            padding=((pad, pad), (pad, pad)),
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
             name=name,
         )
 
     def _bn(self, name, x):
         return batch_norm(
-            self, name, x, train=self.train, frozen_bn=self.frozen_bn, epsilon=1e-5, dtype=self.dtype,
+            self,
+            name,
+            x,
+            train=self.train,
+            frozen_bn=self.frozen_bn,
+            epsilon=1e-5,
+            dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
 
@@ -71,7 +89,9 @@ class ResidualBlock(nn.Module):
             y = nn.relu(self._bn("bn1", self._conv(self.features, 3, self.stride, "conv1")(x)))
             y = self._bn("bn2", self._conv(self.features, 3, 1, "conv2")(y))
         if self.stride != 1 or x.shape[-1] != out_features:
-            residual = self._bn("downsample_bn", self._conv(out_features, 1, self.stride, "downsample_conv")(x))
+            residual = self._bn(
+                "downsample_bn", self._conv(out_features, 1, self.stride, "downsample_conv")(x)
+            )
         return nn.relu(y + residual)
 
 
@@ -101,7 +121,14 @@ class ResNet(nn.Module):
         for layer, count in enumerate(counts, start=1):
             for index in range(count):
                 stride = 2 if (index == 0 and layer > 1) else 1
-                blocks.append((f"layer{layer}_{index}", f"layer{layer}.{index}", 64 * 2 ** (layer - 1), stride))
+                blocks.append(
+                    (
+                        f"layer{layer}_{index}",
+                        f"layer{layer}.{index}",
+                        64 * 2 ** (layer - 1),
+                        stride,
+                    )
+                )
         return blocks
 
     def tap_names(self) -> tuple[str, ...]:
@@ -111,7 +138,9 @@ class ResNet(nn.Module):
     def stages(self) -> tuple[tuple[str, ...], ...]:
         counts, _ = RESNET_LAYERS[self.depth]
         out = [("conv1", "bn1")]
-        out += [tuple(f"layer{layer}_{i}" for i in range(n)) for layer, n in enumerate(counts, start=1)]
+        out += [
+            tuple(f"layer{layer}_{i}" for i in range(n)) for layer, n in enumerate(counts, start=1)
+        ]
         if self.include_top:
             out.append(("classifier",))
         return tuple(out)
@@ -122,17 +151,38 @@ class ResNet(nn.Module):
         _, bottleneck = RESNET_LAYERS[self.depth]
         x = x.astype(self.dtype)
         x = nn.Conv(
-            64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False, kernel_init=conv_init,
-            dtype=self.dtype, param_dtype=self.param_dtype, name="conv1",
+            64,
+            (7, 7),
+            strides=(2, 2),
+            padding=((3, 3), (3, 3)),
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv1",
         )(x)
-        x = batch_norm(self, "bn1", x, train=train, frozen_bn=self.frozen_bn, epsilon=1e-5,
-                       dtype=self.dtype, param_dtype=self.param_dtype)
+        x = batch_norm(
+            self,
+            "bn1",
+            x,
+            train=train,
+            frozen_bn=self.frozen_bn,
+            epsilon=1e-5,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
         x = max_pool_torch(nn.relu(x), 3, 2, padding=1)
         if rec.add("stem", x):
             return rec.outputs
         for name, tap, features, stride in self._blocks():
             x = ResidualBlock(
-                features, stride, bottleneck, train, tuple(self.frozen_bn), self.dtype, self.param_dtype,
+                features,
+                stride,
+                bottleneck,
+                train,
+                tuple(self.frozen_bn),
+                self.dtype,
+                self.param_dtype,
                 name=name,
             )(x)
             if rec.add(tap, x):
@@ -141,8 +191,11 @@ class ResNet(nn.Module):
         if rec.add("pool", x) or not self.include_top:
             return rec.outputs if rec.active else x
         x = nn.Dense(
-            self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=torch_linear_init(x.shape[-1]), name="classifier",
+            self.num_classes,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=torch_linear_init(x.shape[-1]),
+            name="classifier",
         )(x)
         if rec.add("logits", x):
             return rec.outputs

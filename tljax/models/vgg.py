@@ -80,21 +80,34 @@ class VGG(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
-        rec = TapRecorder(taps, self.tap_names(), f"vgg{self.depth}{'_bn' if self.batch_norm else ''}")
+        rec = TapRecorder(
+            taps, self.tap_names(), f"vgg{self.depth}{'_bn' if self.batch_norm else ''}"
+        )
         x = x.astype(self.dtype)
         for stage, widths in enumerate(VGG_STAGES[self.depth], start=1):
             for index, features in enumerate(widths, start=1):
                 suffix = f"{stage}_{index}"
                 x = nn.Conv(
-                    features, (3, 3), padding=((1, 1), (1, 1)), kernel_init=conv_init,
-                    dtype=self.dtype, param_dtype=self.param_dtype, name=f"conv{suffix}",
+                    features,
+                    (3, 3),
+                    padding=((1, 1), (1, 1)),
+                    kernel_init=conv_init,
+                    dtype=self.dtype,
+                    param_dtype=self.param_dtype,
+                    name=f"conv{suffix}",
                 )(x)
                 if rec.add(f"conv{suffix}", x):
                     return rec.outputs
                 if self.batch_norm:
                     x = batch_norm(
-                        self, f"bn{suffix}", x, train=train, frozen_bn=self.frozen_bn, epsilon=1e-5,
-                        dtype=self.dtype, param_dtype=self.param_dtype,
+                        self,
+                        f"bn{suffix}",
+                        x,
+                        train=train,
+                        frozen_bn=self.frozen_bn,
+                        epsilon=1e-5,
+                        dtype=self.dtype,
+                        param_dtype=self.param_dtype,
                     )
                     if rec.add(f"bn{suffix}", x):
                         return rec.outputs
@@ -116,16 +129,26 @@ class VGG(nn.Module):
         # Flattened in NHWC order; the weight port permutes torchvision's NCHW-ordered fc6 to match.
         x = x.reshape(x.shape[0], -1)
         for name in ("fc6", "fc7"):
-            x = nn.Dense(4096, kernel_init=dense_init, dtype=self.dtype, param_dtype=self.param_dtype,
-                         name=name)(x)
+            x = nn.Dense(
+                4096,
+                kernel_init=dense_init,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=name,
+            )(x)
             if rec.add(name, x):
                 return rec.outputs
             x = nn.relu(x)
             if rec.add(name.replace("fc", "relu"), x):
                 return rec.outputs
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Dense(self.num_classes, kernel_init=dense_init, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name="classifier")(x)
+        x = nn.Dense(
+            self.num_classes,
+            kernel_init=dense_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="classifier",
+        )(x)
         if rec.add("logits", x):
             return rec.outputs
         return x

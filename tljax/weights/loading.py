@@ -41,22 +41,38 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
         by_shape = {(16, 320): 0, (23, 320): 1, (23, 352): 2, (26, 384): 3, (30, 448): 4}
         variant = by_shape.get((len(blocks), width))
         if variant is None:
-            raise ValueError(f"unrecognised EfficientNet-Lite layout: {len(blocks)} blocks, head in {width}")
+            raise ValueError(
+                f"unrecognised EfficientNet-Lite layout: {len(blocks)} blocks, head in {width}"
+            )
         return f"efficientnet_lite{variant}"
     if "features.0.weight" in keys:
-        convs = [k for k in keys if k.startswith("features.") and k.endswith(".weight")
-                 and state_dict[k].ndim == 4]
+        convs = [
+            k
+            for k in keys
+            if k.startswith("features.") and k.endswith(".weight") and state_dict[k].ndim == 4
+        ]
         bn = any(k.endswith("running_mean") for k in keys)
         return f"vgg{len(convs) + 3}{'_bn' if bn else ''}"
     if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
-        counts = tuple(len({k.split(".")[1] for k in keys if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+        counts = tuple(
+            len({k.split(".")[1] for k in keys if k.startswith(f"layer{i}.")}) for i in range(1, 5)
+        )
         bottleneck = "layer1.0.conv3.weight" in keys
-        depth = {((2, 2, 2, 2), False): 18, ((3, 4, 6, 3), False): 34, ((3, 4, 6, 3), True): 50,
-                 ((3, 4, 23, 3), True): 101, ((3, 8, 36, 3), True): 152}.get((counts, bottleneck))
+        depth = {
+            ((2, 2, 2, 2), False): 18,
+            ((3, 4, 6, 3), False): 34,
+            ((3, 4, 6, 3), True): 50,
+            ((3, 4, 23, 3), True): 101,
+            ((3, 8, 36, 3), True): 152,
+        }.get((counts, bottleneck))
         if depth is None:
-            raise ValueError(f"unrecognised ResNet layout: blocks per layer {counts}, bottleneck={bottleneck}")
+            raise ValueError(
+                f"unrecognised ResNet layout: blocks per layer {counts}, bottleneck={bottleneck}"
+            )
         return f"resnet{depth}"
-    raise ValueError("cannot tell which architecture this state_dict belongs to; pass model=tljax.models.get(...)")
+    raise ValueError(
+        "cannot tell which architecture this state_dict belongs to; pass model=tljax.models.get(...)"
+    )
 
 
 def num_classes_in(state_dict: dict[str, np.ndarray]) -> int | None:
@@ -93,8 +109,9 @@ def load(
     return variables
 
 
-def save_converted(variables: dict, out_dir: str | os.PathLike, *, arch: str, weights: str,
-                   num_classes: int) -> Path:
+def save_converted(
+    variables: dict, out_dir: str | os.PathLike, *, arch: str, weights: str, num_classes: int
+) -> Path:
     """Writes `variables` as an orbax checkpoint plus a small JSON of what they are."""
     out = Path(out_dir).resolve()
     if out.exists() and any(out.iterdir()):
@@ -104,34 +121,49 @@ def save_converted(variables: dict, out_dir: str | os.PathLike, *, arch: str, we
     ckptr.save(out / "variables", jax.tree_util.tree_map(np.asarray, variables))
     ckptr.wait_until_finished()
     (out / CONVERTED_METADATA).write_text(
-        json.dumps({"arch": arch, "weights": weights, "num_classes": num_classes}, indent=2))
+        json.dumps({"arch": arch, "weights": weights, "num_classes": num_classes}, indent=2)
+    )
     return out
 
 
-def load_converted(directory: str | os.PathLike, model: nn.Module | None = None, *,
-                   skip: Sequence[str] = (), rng: jax.Array | None = None) -> dict:
+def load_converted(
+    directory: str | os.PathLike,
+    model: nn.Module | None = None,
+    *,
+    skip: Sequence[str] = (),
+    rng: jax.Array | None = None,
+) -> dict:
     """Reads a `python -m tljax.convert` directory (no torch needed), checking shapes against `model`."""
     directory = Path(directory).resolve()
     meta_path = directory / CONVERTED_METADATA
     if not meta_path.exists():
-        raise FileNotFoundError(f"{directory} is not a tljax converted-weights directory "
-                                f"(no {CONVERTED_METADATA}); write one with `python -m tljax.convert`")
+        raise FileNotFoundError(
+            f"{directory} is not a tljax converted-weights directory "
+            f"(no {CONVERTED_METADATA}); write one with `python -m tljax.convert`"
+        )
     meta = json.loads(meta_path.read_text())
     model = model or models.get(meta["arch"], num_classes=meta["num_classes"])
     restored = ocp.StandardCheckpointer().restore(directory / "variables")
     got, want = flatten_dict(restored, sep="/"), flatten_dict(abstract_variables(model), sep="/")
+
     def skipped(p: str) -> bool:
         return any(re.fullmatch(s, p.split("/", 1)[1]) for s in skip)
 
     missing = [k for k in want if k not in got and not skipped(k)]
     unexpected = [k for k in got if k not in want and not skipped(k)]
-    mis_shaped = [f"{k}: file {got[k].shape} vs model {want[k].shape}" for k in want
-                  if k in got and not skipped(k) and got[k].shape != want[k].shape]
+    mis_shaped = [
+        f"{k}: file {got[k].shape} vs model {want[k].shape}"
+        for k in want
+        if k in got and not skipped(k) and got[k].shape != want[k].shape
+    ]
     if missing or unexpected or mis_shaped:
-        raise WeightMismatchError(mismatch_message(type(model).__name__, missing, unexpected, mis_shaped))
+        raise WeightMismatchError(
+            mismatch_message(type(model).__name__, missing, unexpected, mis_shaped)
+        )
     if any(skipped(k) for k in want):
-        init = jax.jit(model.init)(rng if rng is not None else jax.random.key(0),
-                                   np.zeros((1, 64, 64, 3), np.float32))
+        init = jax.jit(model.init)(
+            rng if rng is not None else jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)
+        )
         init_flat = flatten_dict(dict(init), sep="/")
         got = {k: (init_flat[k] if skipped(k) else got[k]) for k in want}
     return unflatten_dict({tuple(k.split("/")): jax.numpy.asarray(got[k]) for k in want})
@@ -144,13 +176,26 @@ def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Pat
     path = Path(weights_name_or_path).expanduser()
     state_dict = read_state_dict(resolve(weights_name_or_path))
     if arch is None:
-        arch = infer_architecture(state_dict) if path.exists() else get_spec(
-            weights_name_or_path).arch
+        arch = (
+            infer_architecture(state_dict) if path.exists() else get_spec(weights_name_or_path).arch
+        )
     num_classes = num_classes_in(state_dict) or 1000
     model = models.get(arch, num_classes=num_classes)
     variables, _ = port_state_dict(state_dict, model)
-    return save_converted(variables, Path(out).expanduser(), arch=arch, weights=str(weights_name_or_path),
-                          num_classes=num_classes)
+    return save_converted(
+        variables,
+        Path(out).expanduser(),
+        arch=arch,
+        weights=str(weights_name_or_path),
+        num_classes=num_classes,
+    )
 
 
-__all__ = ["convert", "load", "save_converted", "load_converted", "infer_architecture", "list_weights"]
+__all__ = [
+    "convert",
+    "load",
+    "save_converted",
+    "load_converted",
+    "infer_architecture",
+    "list_weights",
+]

@@ -47,8 +47,10 @@ def _conv(src: str, dst: str, bias: bool = False) -> list[Entry]:
 
 def _dense(src: str, dst: str, kind: str = "dense") -> list[Entry]:
     path = dst.split("/")
-    return [Entry(f"{src}.weight", ("params", *path, "kernel"), kind),
-            Entry(f"{src}.bias", ("params", *path, "bias"), "copy")]
+    return [
+        Entry(f"{src}.weight", ("params", *path, "kernel"), kind),
+        Entry(f"{src}.bias", ("params", *path, "bias"), "copy"),
+    ]
 
 
 def _bn(src: str, dst: str) -> list[Entry]:
@@ -89,8 +91,12 @@ def resnet_table(model: ResNet) -> list[Entry]:
         for b in range(count):
             src, dst = f"layer{layer}.{b}", f"layer{layer}_{b}"
             for k in range(1, 4 if bottleneck else 3):
-                table += _conv(f"{src}.conv{k}", f"{dst}/conv{k}") + _bn(f"{src}.bn{k}", f"{dst}/bn{k}")
-            if b == 0 and (layer > 1 or bottleneck):  # the block that changes shape has a projection
+                table += _conv(f"{src}.conv{k}", f"{dst}/conv{k}") + _bn(
+                    f"{src}.bn{k}", f"{dst}/bn{k}"
+                )
+            if b == 0 and (
+                layer > 1 or bottleneck
+            ):  # the block that changes shape has a projection
                 table += _conv(f"{src}.downsample.0", f"{dst}/downsample_conv")
                 table += _bn(f"{src}.downsample.1", f"{dst}/downsample_bn")
     if model.include_top:
@@ -104,9 +110,15 @@ def efficientnet_lite_table(model: EfficientNetLite) -> list[Entry]:
     for i, spec in enumerate(model._specs()):
         src, dst = f"_blocks.{i}", f"blocks_{i}"
         if spec.expand != 1:
-            table += _conv(f"{src}._expand_conv", f"{dst}/expand_conv") + _bn(f"{src}._bn0", f"{dst}/expand_bn")
-        table += _conv(f"{src}._depthwise_conv", f"{dst}/depthwise_conv") + _bn(f"{src}._bn1", f"{dst}/depthwise_bn")
-        table += _conv(f"{src}._project_conv", f"{dst}/project_conv") + _bn(f"{src}._bn2", f"{dst}/project_bn")
+            table += _conv(f"{src}._expand_conv", f"{dst}/expand_conv") + _bn(
+                f"{src}._bn0", f"{dst}/expand_bn"
+            )
+        table += _conv(f"{src}._depthwise_conv", f"{dst}/depthwise_conv") + _bn(
+            f"{src}._bn1", f"{dst}/depthwise_bn"
+        )
+        table += _conv(f"{src}._project_conv", f"{dst}/project_conv") + _bn(
+            f"{src}._bn2", f"{dst}/project_bn"
+        )
     table += _conv("_conv_head", "head_conv") + _bn("_bn1", "head_bn")
     if model.include_top:
         table += _dense("_fc", "classifier")
@@ -134,7 +146,9 @@ def name_table(model: nn.Module) -> list[Entry]:
 def convert_tensor(value: np.ndarray, kind: str) -> np.ndarray:
     """Converts one PyTorch tensor to the Flax layout."""
     value = np.asarray(value)
-    if kind == "conv":  # OIHW → HWIO (depthwise: [C,1,k,k] → [k,k,1,C], what feature_group_count wants)
+    if (
+        kind == "conv"
+    ):  # OIHW → HWIO (depthwise: [C,1,k,k] → [k,k,1,C], what feature_group_count wants)
         return value.transpose(2, 3, 1, 0)
     if kind == "dense":
         return value.T
@@ -142,7 +156,11 @@ def convert_tensor(value: np.ndarray, kind: str) -> np.ndarray:
         # torchvision flattens [512, 7, 7] (C,H,W); tljax flattens [7, 7, 512] (H,W,C).
         out_features, in_features = value.shape
         channels = in_features // 49
-        return value.reshape(out_features, channels, 7, 7).transpose(2, 3, 1, 0).reshape(in_features, out_features)
+        return (
+            value.reshape(out_features, channels, 7, 7)
+            .transpose(2, 3, 1, 0)
+            .reshape(in_features, out_features)
+        )
     return value
 
 
@@ -190,8 +208,10 @@ def port_state_dict(
     expected = flatten_dict(abstract_variables(model))
     table_targets = {e.target for e in table}
     if table_targets != set(expected):  # a bug in a table, never a user error
-        raise AssertionError(f"name table of {type(model).__name__} disagrees with the module: "
-                             f"{sorted(map(_path_str, table_targets ^ set(expected)))[:10]}")
+        raise AssertionError(
+            f"name table of {type(model).__name__} disagrees with the module: "
+            f"{sorted(map(_path_str, table_targets ^ set(expected)))[:10]}"
+        )
 
     report = PortReport()
     missing, mis_shaped, flat = [], [], {}
@@ -208,19 +228,25 @@ def port_state_dict(
         value = convert_tensor(state_dict[entry.source], entry.kind)
         want = expected[entry.target].shape
         if value.shape != want:
-            mis_shaped.append(f"{entry.source}: file {tuple(value.shape)} vs model {tuple(want)} (→ {path})")
+            mis_shaped.append(
+                f"{entry.source}: file {tuple(value.shape)} vs model {tuple(want)} (→ {path})"
+            )
             continue
         flat[entry.target] = value.astype(expected[entry.target].dtype)
         report.loaded.append(path)
     known = {e.source for e in table}
     if not getattr(model, "include_top", True):
         # A full file into a headless model: the head was dropped on purpose (include_top=False).
-        head = [e.source for e in name_table(model.clone(include_top=True)) if e.source not in known]
+        head = [
+            e.source for e in name_table(model.clone(include_top=True)) if e.source not in known
+        ]
         report.skipped_sources += [k for k in head if k in state_dict]
         known |= set(head)
     unexpected = [k for k in state_dict if k not in known and not IGNORED_SOURCE_KEYS.fullmatch(k)]
     if missing or mis_shaped or unexpected:
-        raise WeightMismatchError(mismatch_message(type(model).__name__, missing, unexpected, mis_shaped))
+        raise WeightMismatchError(
+            mismatch_message(type(model).__name__, missing, unexpected, mis_shaped)
+        )
 
     if report.skipped_targets:
         if init_variables is None:
