@@ -1,0 +1,27 @@
+"""The one exception type for bad input that a user can fix, and the exit codes every CLI uses.
+
+A `UserError` carries what went wrong, where (file, key) and the fix in its message; the CLIs print it as
+one line (`tljax.cli.run`). Library errors that are also user errors (`WeightMismatchError`,
+`ChecksumError`, ...) subclass it so callers can catch them by their own names.
+"""
+
+from __future__ import annotations
+
+# Exit codes shared by every `python -m tljax.<tool>` and relied on by the sweep launchers.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the run itself failed (e.g. a NaN loss): retrying as is will not help
+EXIT_USER_ERROR = 2  # bad input, config or flags: fix what the message names
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: SIGTERM, state saved; relaunch the same command to resume
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C), state saved or the save abandoned cleanly; resumable
+
+
+class UserError(Exception):
+    """Bad input with a known fix: printed as one line by the CLIs, never as a traceback."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value out of range, an unknown key, or a config that differs from the workdir's."""
+
+
+class WorkdirError(UserError):
+    """A workdir that cannot be used: locked by another process, unwritable, or holding another run."""
