@@ -25,3 +25,8 @@ class ConfigError(UserError, ValueError):
 
 class WorkdirError(UserError):
     """A workdir that cannot be used: locked by another process, unwritable, or holding another run."""
+
+
+class BadImageError(UserError):
+    """An image file that cannot be decoded safely (corrupt, truncated, a decompression bomb, an
+    unsupported mode). Pipelines skip and count it; single-image tools report it as one line."""
