@@ -33,8 +33,9 @@ from absl import app
 from jax import lax
 from tqdm.auto import tqdm
 
+from tljax.typing import PyTree
+
 Array = jax.Array
-PyTree = Any
 
 __all__ = [
     "ChunkedLoop",

@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from tljax.optim.param_groups import FROZEN, Assignment, ParamGroup
-
-PyTree = Any
+from tljax.typing import PyTree
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
-PyTree = Any
+from tljax.typing import PyTree
+
 FROZEN = "frozen"
 
 

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-PyTree = Any
+from tljax.typing import PyTree
 
 
 def encode_iterator_state(state: Any) -> Any:

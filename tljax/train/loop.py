@@ -31,8 +31,7 @@ from tljax.train.checkpoints import Checkpointer
 from tljax.train.state import TrainState
 from tljax.train.step import make_eval_step, make_train_step
 from tljax.train.writers import MetricWriter, Progress
-
-PyTree = Any
+from tljax.typing import PyTree
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -18,8 +18,8 @@ from absl import logging
 from tljax import data as data_lib
 from tljax import models, optim
 from tljax.train.state import make_key
+from tljax.typing import PyTree
 
-PyTree = Any
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 

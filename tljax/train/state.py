@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
-
+from tljax.typing import PyTree
 
 # XLA:CPU compiles threefry-based random code very slowly (a ResNet-18 init: ~15 s vs ~4 s), so tljax
 # uses the "rbg" generator (XLA's RngBitGenerator): deterministic for a seed on a given backend.

@@ -13,7 +13,6 @@ exactly once, and a test asserts it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -22,8 +21,7 @@ import optax
 
 from tljax.optim import merge_params, split_params
 from tljax.train.state import TrainState, wrap_key
-
-PyTree = Any
+from tljax.typing import PyTree
 
 
 class CountedJit:
