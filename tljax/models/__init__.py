@@ -10,10 +10,16 @@ Tap names (see each architecture's module docstring; list them with `tap_names(m
            fc6, relu6, fc7, relu7, logits
   * ResNet: stem, layer{1..4}.{j}, pool, logits
   * EfficientNet-Lite: stem, blocks.{0..N-1}, head, pool, logits
+  * CaffeNet-like: conv{i}, [bn{i},] relu{i} (i = 1..5), pool1, pool2, pool5, pool, fc6, relu6, fc7,
+           relu7, logits
 A forward pass with `taps` stops after the deepest requested tap.
+
+`model.stages()` groups the top-level modules into stages (fine-tune the last k), `model.layers()` into
+layers (every conv/dense layer of VGG and CaffeNet, every block of ResNet and EfficientNet-Lite: the unit
+of "transfer the first n layers"); both run input → output and cover every parameter exactly once.
 """
 
-from tljax.models import efficientnet_lite, resnet, vgg  # noqa: F401  (registers the architectures)
+from tljax.models import caffenet, efficientnet_lite, resnet, vgg  # noqa: F401  (registers the architectures)
 from tljax.models.registry import get, list_models, tap_names
 
 __all__ = ["get", "list_models", "tap_names"]

@@ -193,6 +193,18 @@ class EfficientNetLite(nn.Module):
             out.append(("classifier",))
         return tuple(out)
 
+    def layers(self) -> tuple[tuple[str, ...], ...]:
+        """Top-level modules per layer, input → output: the stem, every MBConv block, the head, the
+        classifier (the unit of "transfer the first n layers")."""
+        out = [
+            ("stem_conv", "stem_bn"),
+            *((f"blocks_{i}",) for i in range(len(self._specs()))),
+            ("head_conv", "head_bn"),
+        ]
+        if self.include_top:
+            out.append(("classifier",))
+        return tuple(out)
+
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         rec = TapRecorder(taps, self.tap_names(), self.variant)

@@ -145,6 +145,17 @@ class ResNet(nn.Module):
             out.append(("classifier",))
         return tuple(out)
 
+    def layers(self) -> tuple[tuple[str, ...], ...]:
+        """Top-level modules per layer, input → output: the stem, every residual block, the classifier.
+
+        The unit of "transfer the first n layers": a block is the smallest unit a residual network can
+        be cut at without splitting a skip connection.
+        """
+        out = [("conv1", "bn1"), *((name,) for name, _, _, _ in self._blocks())]
+        if self.include_top:
+            out.append(("classifier",))
+        return tuple(out)
+
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         rec = TapRecorder(taps, self.tap_names(), f"resnet{self.depth}")

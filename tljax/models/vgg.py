@@ -78,6 +78,21 @@ class VGG(nn.Module):
             out += [("fc6",), ("fc7",), ("classifier",)]
         return tuple(out)
 
+    def layers(self) -> tuple[tuple[str, ...], ...]:
+        """Top-level modules per layer, input → output: every conv (with its BN), fc6, fc7, classifier.
+
+        The unit of "transfer the first n layers" (Yosinski et al. 2014 count conv and dense layers).
+        """
+        out = [
+            (f"conv{stage}_{index}", f"bn{stage}_{index}")
+            if self.batch_norm
+            else (f"conv{stage}_{index}",)
+            for stage, index, _ in self._conv_names()
+        ]
+        if self.include_top:
+            out += [("fc6",), ("fc7",), ("classifier",)]
+        return tuple(out)
+
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         rec = TapRecorder(
