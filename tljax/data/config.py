@@ -21,6 +21,10 @@ def default_data_config() -> ml_collections.ConfigDict:
       image_size: final square side; None = the weights' crop. resize_size: shorter side before the
         centre crop; None = image_size × the weights' resize/crop ratio (equal to image_size = no crop).
       interpolation: None = the weights' choice ("bilinear", "bicubic", ...).
+      classes: None = every class; else a class subset relabelled 0..k-1 (see `tljax.data.classes`):
+        comma-separated names or indices ("Trouser,Bag" or "1,8"; new labels in that order), or
+        "half:A" / "half:B", a random half drawn with class_seed. Every split follows.
+      class_seed: the seed of the "half:" split (the same seed gives the same halves).
       train_per_class: few-shot, N seeded examples per class from train (None = all). Larger N with the
         same seed gives a superset.
       val_per_class / val_fraction: validation carved from train (stratified, seeded) when there is no
@@ -45,6 +49,9 @@ def default_data_config() -> ml_collections.ConfigDict:
     config.image_size = ml_collections.config_dict.placeholder(int)
     config.resize_size = ml_collections.config_dict.placeholder(int)
     config.interpolation = ml_collections.config_dict.placeholder(str)
+
+    config.classes = ml_collections.config_dict.placeholder(str)
+    config.class_seed = 0
 
     config.train_per_class = ml_collections.config_dict.placeholder(int)
     config.val_per_class = ml_collections.config_dict.placeholder(int)

@@ -21,6 +21,7 @@ import numpy as np
 from grain.experimental import ThreadPrefetchIterDataset
 
 from tljax.data import augment as augment_lib
+from tljax.data import classes as classes_lib
 from tljax.data import idx as idx_lib
 from tljax.data import preprocess, subsets
 from tljax.data import sources as sources_lib
@@ -399,6 +400,10 @@ def build_datasets(data_config: Any, preprocessing: Any, *, seed: int) -> Datase
         raw = _folder_raw(data_config, seed, skipped)
     else:
         raw = _tfds_raw(data_config)
+    # Class subset first, so validation carving and few-shot picks count the kept classes only.
+    raw.sources, raw.indices, raw.class_names = classes_lib.select_classes(
+        raw.sources, raw.indices, raw.class_names, data_config.classes, data_config.class_seed
+    )
     _carve(raw, data_config, seed)
 
     def make(name: str) -> Split | None:
