@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.assets import foolbox_imagenet_photos
+from tests.assets import foolbox_imagenet_photos, write_bomb_png
 from tljax.weights.labels import imagenet_class_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,21 +22,29 @@ def _predict(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_predicts_the_photo_label_and_skips_an_unreadable_file(tmp_path):
+def test_predicts_the_photo_label_and_skips_unreadable_files_and_bombs(tmp_path):
     photo, label = foolbox_imagenet_photos()[1]  # a folding chair, label 559
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    result = _predict(str(photo), str(broken))
+    # Decompression bombs in both of PIL's ranges (a warning below 2x its limit, an error above) and a
+    # missing file: each is one line, and the batch still classifies the photo.
+    warn = write_bomb_png(tmp_path / "warn.png", 12_000, 8_000)
+    bomb = write_bomb_png(tmp_path / "bomb.png", 60_000, 60_000)
+    missing = tmp_path / "missing.png"
+    result = _predict(str(broken), str(warn), str(photo), str(bomb), str(missing))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == str(photo)
     top1 = lines[1]
     assert top1.endswith(f"{imagenet_class_names()[label]} ({label})"), top1
     assert len(lines) == 6  # the path and five classes
-    assert (
-        "broken.jpg: cannot read" in result.stderr
-        and "1 of 2 file(s) could not be read" in result.stderr
-    )
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
+    assert [line.split()[1].rstrip(":") for line in skipped] == [
+        str(p) for p in (broken, warn, bomb, missing)
+    ], result.stderr
+    assert "decompression-bomb limit" in skipped[1] and "DecompressionBombError" in skipped[2]
+    assert "Traceback" not in result.stderr
+    assert "4 of 5 file(s) could not be read" in result.stderr
 
 
 def test_only_unreadable_files_is_an_error(tmp_path):
@@ -44,3 +52,18 @@ def test_only_unreadable_files_is_an_error(tmp_path):
     result = _predict(str(tmp_path / "a.png"))
     assert result.returncode == 1
     assert "1 of 1 file(s) could not be read" in result.stderr
+
+
+def test_known_errors_are_one_line_with_exit_code_2(tmp_path):
+    photo, _ = foolbox_imagenet_photos()[1]
+    cases = {
+        f"--weights={tmp_path / 'nope.pth'}": f"no such file: {tmp_path / 'nope.pth'}",
+        "--model=resnet5": "unknown --model=resnet5",
+        "--weights=not_registered": "unknown weights 'not_registered'",
+    }
+    for flag, message in cases.items():
+        result = _predict(flag, str(photo))
+        assert result.returncode == 2, (flag, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and message in errors[0], (flag, result.stderr)
+        assert "Traceback" not in result.stderr, flag

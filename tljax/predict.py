@@ -1,7 +1,10 @@
 """Top-5 ImageNet predictions for images: `python -m tljax.predict --model=efficientnet_lite0 cat.jpg …`.
 
 Applies the weights' own preprocessing (resize, centre crop, mean/std). Directories are expanded to the
-images inside. Unreadable files are reported and skipped; the others are still classified.
+images inside. A file that cannot be decoded (corrupt, truncated, a decompression bomb, not an image) is
+reported on one line and skipped, the same policy as the training pipeline; the others are still
+classified. Exit codes: 0 when at least one image was classified, 1 when none could be read, 2 (one
+`error: ...` line) for bad flags, unknown or unreadable weights.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from tljax import models, weights
+from tljax import cli, models, weights
 from tljax.data.images import has_image_extension, is_hidden
 from tljax.data.preprocess import load_eval_image
+from tljax.errors import EXIT_FAILED, EXIT_OK, BadImageError, UserError
 from tljax.weights.labels import imagenet_class_names
 
 _MODEL = flags.DEFINE_string(
@@ -38,7 +42,7 @@ def default_weights(arch: str) -> str:
     for name in weights.list_weights():
         if weights.get_spec(name).arch == arch:
             return name
-    raise ValueError(f"no registered weights for {arch!r}; pass --weights=PATH")
+    raise UserError(f"no registered weights for --model={arch}; pass --weights=PATH")
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
@@ -71,10 +75,20 @@ def predict(model, variables, images: np.ndarray, top_k: int = 5) -> tuple[np.nd
 
 
 def main(argv: Sequence[str]) -> int:
+    """Prints the top-k classes of every readable image in `argv[1:]`; returns the exit code."""
+    if _MODEL.value not in models.list_models():
+        raise UserError(
+            f"unknown --model={_MODEL.value}; known models: {', '.join(models.list_models())}"
+        )
+    if _TOP_K.value < 1 or _BATCH.value < 1:
+        raise UserError(
+            f"--top_k={_TOP_K.value} and --batch_size={_BATCH.value} must both be at least 1"
+        )
     paths = expand_paths(argv[1:])
     if not paths:
-        raise app.UsageError(
-            "give one or more image files or folders: python -m tljax.predict IMG…"
+        raise UserError(
+            "no images given (folders given hold no image files): "
+            "python -m tljax.predict IMAGE_OR_FOLDER..."
         )
     weights_name = _WEIGHTS.value or default_weights(_MODEL.value)
     try:
@@ -90,10 +104,9 @@ def main(argv: Sequence[str]) -> int:
     for path in paths:
         try:
             good.append((path, load_eval_image(path, preprocessing)))
-        except (OSError, ValueError) as err:
+        except BadImageError as err:  # the message names the file and the cause
             failed += 1
-            logging.warning("skipping %s: %s", path, err)
-            print(f"{path}: cannot read ({err}); skipped", file=sys.stderr)
+            print(f"skipped: {err}", file=sys.stderr)
     for start in range(0, len(good), _BATCH.value):
         chunk = good[start : start + _BATCH.value]
         top, probs = predict(model, variables, np.stack([x for _, x in chunk]), _TOP_K.value)
@@ -103,8 +116,8 @@ def main(argv: Sequence[str]) -> int:
                 print(f"  {prob:7.2%}  {names[i]} ({i})")
     if failed:
         print(f"{failed} of {len(paths)} file(s) could not be read", file=sys.stderr)
-    return 1 if failed == len(paths) else 0
+    return EXIT_FAILED if failed == len(paths) else EXIT_OK
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

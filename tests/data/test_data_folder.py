@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import tljax.data as data
+from tests.assets import write_bomb_png
 
 
 def _epoch(split: data.Split, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -184,3 +185,31 @@ def test_all_examples_failing_raises_instead_of_spinning(
     datasets = data.build_datasets(config, preprocessing, seed=0)
     with pytest.raises(RuntimeError, match="every one of 2 examples failed"):
         next(datasets.train.iterator(2))
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_bombs_and_broken_files_are_skipped_and_counted(
+    messy_folder, small_config, preprocessing, verify
+) -> None:
+    # One decompression bomb per range (PIL warns below 2x its limit, raises above): skipped and
+    # counted like the other broken files, at index time (header check) or at run time (no check).
+    write_bomb_png(messy_folder.root / "cat" / "warn.png", 12_000, 8_000)
+    write_bomb_png(messy_folder.root / "dog" / "bomb.png", 60_000, 60_000)
+    bad = sorted([*messy_folder.bad, "cat/warn.png", "dog/bomb.png"])
+    config = small_config(
+        source="image_folder",
+        root=str(messy_folder.root),
+        test_fraction=0.0,
+        verify_images=verify,
+    )
+    datasets = data.build_datasets(config, preprocessing, seed=0)
+    if not verify:
+        assert datasets.skipped.count == 0
+        assert datasets.train.num_examples == len(messy_folder.good) + len(bad)
+    images, labels = _epoch(datasets.train)
+    assert len(images) == len(labels) == len(messy_folder.good)
+    assert datasets.skipped.count == len(bad)
+    root = str(messy_folder.root)
+    assert sorted(Path(p).relative_to(root).as_posix() for p in datasets.skipped.paths) == bad
+    reasons = " ".join(reason for _, reason in datasets.skipped.first)
+    assert "decompression-bomb limit" in reasons or "DecompressionBomb" in reasons

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import tljax.data as data
+from tests.assets import write_bomb_png
 from tljax.data import images
+from tljax.errors import BadImageError, UserError
 
 
 def _left_red_right_blue() -> Image.Image:
@@ -86,3 +91,61 @@ def test_verify_header_reports_reason(tmp_path: Path) -> None:
     Image.new("RGB", (2, 2)).save(tmp_path / "good.png")
     assert images.verify_header(str(tmp_path / "good.png")) is None
     assert "UnidentifiedImageError" in images.verify_header(str(tmp_path / "bad.png"))
+
+
+def _truncated(kind: str) -> bytes:
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noisy.save(buffer, kind)
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+# Each kind of undecodable file, as (file name, how to make it in a folder, the cause the error names).
+_BAD_FILES = {
+    "garbage": (
+        "noise.png",
+        lambda p: p.write_bytes(b"\x00not an image" * 20),
+        "UnidentifiedImage",
+    ),
+    "empty": ("empty.jpg", lambda p: p.write_bytes(b""), "UnidentifiedImage"),
+    "truncated_jpeg": ("cut.jpg", lambda p: p.write_bytes(_truncated("JPEG")), "truncated"),
+    "truncated_png": ("cut.png", lambda p: p.write_bytes(_truncated("PNG")), "Error"),
+    "missing": ("missing.png", lambda p: None, "FileNotFoundError"),
+    "directory": ("folder.png", lambda p: p.mkdir(), "IsADirectoryError"),
+    # PIL only warns between 1x and 2x MAX_IMAGE_PIXELS: refused all the same.
+    "bomb_warning_range": (
+        "warn.png",
+        lambda p: write_bomb_png(p, 12_000, 8_000),
+        "decompression-bomb limit",
+    ),
+    "bomb_error_range": (
+        "bomb.png",
+        lambda p: write_bomb_png(p, 60_000, 60_000),
+        "DecompressionBombError",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD_FILES))
+def test_every_decode_failure_is_one_bad_image_error(tmp_path: Path, kind: str) -> None:
+    name, make, cause = _BAD_FILES[kind]
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(BadImageError, match=cause) as caught:
+        images.open_image(str(path))
+    assert str(path) in str(caught.value)
+    assert isinstance(caught.value, UserError)  # so a CLI prints it as one line
+
+
+def test_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    # 96 M pixels declared (288 MB of RGB if decoded): the refusal happens at the header.
+    path = write_bomb_png(tmp_path / "warn.png", 12_000, 8_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadImageError, match="96000000 pixels"):
+            images.open_image(str(path))
+        assert "decompression-bomb limit" in images.verify_header(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, peak

@@ -8,9 +8,12 @@ Kept apart from the pipeline so it can be tested on single files with known answ
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from tljax.errors import BadImageError
 
 # Lower-case suffixes we try to read; anything else in a class folder is ignored without counting
 # (README.txt, .csv labels, Thumbs.db are normal in real folders).
@@ -31,6 +34,20 @@ IMAGE_EXTENSIONS = (
 
 _EXIF_ORIENTATION = 0x0112
 
+# What PIL and its plugins raise for a file they cannot decode (UnidentifiedImageError and "image file is
+# truncated" are OSErrors; some plugins raise SyntaxError, struct.error or EOFError on a corrupt header).
+# The decompression-bomb warning counts as a failure too: a file past PIL.Image.MAX_IMAGE_PIXELS is
+# refused, not decoded with a warning.
+_DECODE_ERRORS = (
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+)
+
 
 def is_hidden(name: str) -> bool:
     """Dot files (.DS_Store, AppleDouble `._x.jpg`) and tool folders (`__MACOSX`) are never data."""
@@ -50,10 +67,28 @@ def verify_header(path: str) -> str | None:
     """
     try:
         with Image.open(path) as image:
+            _refuse_bomb(image, path)
             image.verify()
+    except BadImageError as error:
+        return str(error)
     except Exception as error:  # PIL raises many types (SyntaxError, OSError, struct.error, ...)
         return f"{type(error).__name__}: {error}"
     return None
+
+
+def _refuse_bomb(image: Image.Image, path: str | os.PathLike) -> None:
+    """BadImageError when the header declares more pixels than `PIL.Image.MAX_IMAGE_PIXELS`.
+
+    PIL only warns between 1x and 2x the limit, and a warning is not caught by the skip-and-count guards;
+    checking the declared size here (before any pixel is decoded) makes the policy the same everywhere.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise BadImageError(
+            f"{path}: {width}x{height} = {width * height} pixels is over the decompression-bomb limit of "
+            f"{limit} (PIL.Image.MAX_IMAGE_PIXELS); raise that limit only for files you trust"
+        )
 
 
 def _sixteen_bit_to_gray8(image: Image.Image) -> Image.Image:
@@ -99,18 +134,26 @@ def open_image(path: str, *, draft_size: tuple[int, int] | None = None) -> Image
     """Fully decode `path`, apply its EXIF orientation and return it in mode "L" or "RGB".
 
     `draft_size` lets JPEG decode at a reduced scale (a power-of-two DCT shortcut) when the picture is
-    much larger than what the pipeline keeps; PIL never goes below the requested size. Raises on any
-    failure: the pipeline's guard decides to skip and count.
+    much larger than what the pipeline keeps; PIL never goes below the requested size. Raises
+    `BadImageError` (naming the file and the cause) for every file that cannot be decoded: missing or
+    unreadable, not an image, truncated, corrupt, a decompression bomb, an unconvertible mode. Callers
+    that skip and count catch exactly that.
     """
-    with Image.open(path) as image:
-        if draft_size is not None and image.format == "JPEG":
-            # The draft must stay ≥ the target after a possible 90° EXIF rotation: ask for the square.
-            side = max(draft_size)
-            image.draft("RGB" if image.mode != "L" else "L", (side, side))
-        image.load()
-        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-            image = ImageOps.exif_transpose(image)
-        return to_gray_or_rgb(image)
+    try:
+        with Image.open(path) as image:
+            _refuse_bomb(image, path)
+            if draft_size is not None and image.format == "JPEG":
+                # The draft must stay ≥ the target after a possible 90° EXIF rotation: ask for the square.
+                side = max(draft_size)
+                image.draft("RGB" if image.mode != "L" else "L", (side, side))
+            image.load()
+            if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            return to_gray_or_rgb(image)
+    except _DECODE_ERRORS as error:
+        raise BadImageError(
+            f"{path}: cannot read as an image ({type(error).__name__}: {error})"
+        ) from error
 
 
 def load_image(path: str) -> np.ndarray:

@@ -27,6 +27,7 @@ from tljax.data import preprocess, subsets
 from tljax.data import sources as sources_lib
 from tljax.data.config import SOURCES
 from tljax.data.report import SkipReport
+from tljax.errors import BadImageError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Split:
         index = int(self.indices[position])
         try:
             image, label = self.source.load(index, self.geometry.resize)
-        except Exception as error:  # any decode failure: never crash mid-epoch
+        except BadImageError as error:  # one bad file never stops an epoch; anything else is a bug
             self._record_failure(position, index, error)
             return None
         config = self.augment_config
@@ -112,8 +113,9 @@ class Split:
         return {"image": pixels, "label": np.int32(label)}
 
     def _record_failure(self, position: int, index: int, error: Exception) -> None:
+        cause = error.__cause__ or error  # the decoder's own error; the path is in the report line
         self.skipped.add(
-            self.source.describe(index), f"{type(error).__name__}: {error}", runtime=True
+            self.source.describe(index), f"{type(cause).__name__}: {cause}", runtime=True
         )
         with self._failed_lock:
             self._failed_positions.add(position)

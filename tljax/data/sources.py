@@ -18,6 +18,7 @@ from PIL import Image
 
 from tljax.data import images as image_io
 from tljax.data.report import SkipReport
+from tljax.errors import BadImageError
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,13 @@ class TfdsSource:
         pixels = np.asarray(example[self.image_key])
         if pixels.ndim == 3 and pixels.shape[-1] == 1:
             pixels = pixels[..., 0]
-        image = image_io.to_gray_or_rgb(Image.fromarray(pixels))
+        try:
+            image = image_io.to_gray_or_rgb(Image.fromarray(pixels))
+        except (TypeError, ValueError) as error:  # an array PIL has no mode for: skip and count
+            raise BadImageError(
+                f"{self.describe(index)}: image of shape {pixels.shape} and dtype {pixels.dtype} "
+                f"is not an image ({error})"
+            ) from error
         return image, int(example[self.label_key])
 
     def describe(self, index: int) -> str:

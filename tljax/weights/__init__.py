@@ -11,7 +11,12 @@ checksummed and cached (`$TLJAX_CACHE`, default `~/.cache/tljax/weights`).
 
 from tljax.weights.loading import convert, infer_architecture, load, load_converted, save_converted
 from tljax.weights.porting import PortReport, WeightMismatchError, name_table, port_state_dict
-from tljax.weights.readers import UnsafePickleError, WeightFileError, read_state_dict
+from tljax.weights.readers import (
+    UnsafePickleError,
+    WeightFileError,
+    WeightFileNotFoundError,
+    read_state_dict,
+)
 from tljax.weights.registry import (
     Preprocessing,
     UnknownWeightsError,
@@ -29,6 +34,7 @@ __all__ = [
     "UnknownWeightsError",
     "UnsafePickleError",
     "WeightFileError",
+    "WeightFileNotFoundError",
     "WeightMismatchError",
     "WeightSpec",
     "WeightsUnavailableError",

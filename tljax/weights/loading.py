@@ -100,8 +100,10 @@ def load(
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
         return load_converted(path, model, skip=skip, rng=rng)
+    # resolve first: a path that does not exist is "no such file", not an unknown registered name.
+    resolved = resolve(name_or_path, cache_dir=cache_dir, download=download)
     arch = None if path.exists() else get_spec(str(name_or_path)).arch
-    state_dict = read_state_dict(resolve(name_or_path, cache_dir=cache_dir, download=download))
+    state_dict = read_state_dict(resolved)
     if model is None:
         arch = arch or infer_architecture(state_dict)
         model = models.get(arch, num_classes=num_classes_in(state_dict) or 1000)

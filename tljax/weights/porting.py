@@ -20,12 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from tljax.errors import UserError
 from tljax.models.efficientnet_lite import EfficientNetLite
 from tljax.models.resnet import RESNET_LAYERS, ResNet
 from tljax.models.vgg import VGG, VGG_STAGES
 
 
-class WeightMismatchError(ValueError):
+class WeightMismatchError(ValueError, UserError):
     """A weight file does not fit the model: missing, unexpected or mis-shaped keys (listed by name)."""
 
 

@@ -22,6 +22,7 @@ silently upcast, so a round trip is bit exact; call ``.astype(np.float32)`` wher
 from __future__ import annotations
 
 import collections
+import errno
 import io
 import json
 import math
@@ -36,15 +37,33 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-__all__ = ["UnsafePickleError", "WeightFileError", "read_state_dict", "unwrap_state_dict"]
+from tljax.errors import UserError
+
+__all__ = [
+    "UnsafePickleError",
+    "WeightFileError",
+    "WeightFileNotFoundError",
+    "read_state_dict",
+    "unwrap_state_dict",
+]
 
 
-class WeightFileError(ValueError):
+class WeightFileError(ValueError, UserError):
     """A weight file is truncated, corrupt, or not in a format tljax can read."""
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(ValueError, UserError):
     """A ``.pth`` pickle names a global outside the tensor-only allow-list."""
+
+
+class WeightFileNotFoundError(FileNotFoundError, UserError):
+    """A weight file path that does not exist (a FileNotFoundError, printed by the CLIs as one line)."""
+
+    def __init__(self, path: str | os.PathLike[str], hint: str = ""):
+        super().__init__(errno.ENOENT, f"no such file: {path}{hint}", os.fspath(path))
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 # The legacy format starts with this pickled int (torch.serialization.MAGIC_NUMBER).
@@ -603,12 +622,14 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     order with their own dtype (bfloat16/float8 as ``ml_dtypes`` types). A checkpoint wrapping the
     state dict is unwrapped and a ``module.`` prefix stripped as described in
     :func:`unwrap_state_dict`. Raises ``UnsafePickleError`` for pickles asking for anything but
-    tensors, ``WeightFileError`` for truncated/corrupt/unknown files, ``FileNotFoundError`` if the
-    path does not exist.
+    tensors, ``WeightFileError`` for truncated/corrupt/unknown files, ``WeightFileNotFoundError`` (a
+    ``FileNotFoundError``) if the path does not exist.
     """
     path = Path(path)
+    if not path.exists():
+        raise WeightFileNotFoundError(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weight file not found: {path}")
+        raise WeightFileError(f"{path} is not a file; give a .pth or .safetensors file")
     with open(path, "rb") as stream:
         head = stream.read(8)
     if path.suffix == ".safetensors" or (head[:1] != b"\x80" and _looks_like_safetensors(path)):

@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 
+from tljax.errors import UserError
+
 __all__ = [
     "EFFICIENTNET_LITE_PACKAGES",
     "Preprocessing",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-class UnknownWeightsError(ValueError):
+class UnknownWeightsError(ValueError, UserError):
     """A weights name that is neither registered nor an existing file."""
 
 

