@@ -23,6 +23,10 @@ class ConfigError(UserError, ValueError):
     """A config value out of range, an unknown key, or a config that differs from the workdir's."""
 
 
+class DataError(UserError, ValueError):
+    """A dataset that cannot be used as given: no images, an empty class, class folders that overlap."""
+
+
 class WorkdirError(UserError):
     """A workdir that cannot be used: locked by another process, unwritable, or holding another run."""
 

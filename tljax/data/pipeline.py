@@ -266,8 +266,13 @@ def _folder_raw(config: Any, seed: int, skipped: SkipReport) -> _RawSplits:
     root = Path(config.root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data.root {root} is not a folder")
+    # One `indexed` map (resolved path → indexed path) for every split: a file linked into two splits is
+    # indexed in the first only (train, then val, then test) and reported for the others.
     index = dict(
-        verify=bool(config.verify_images), num_workers=int(config.num_workers), skipped=skipped
+        verify=bool(config.verify_images),
+        num_workers=int(config.num_workers),
+        skipped=skipped,
+        indexed={},
     )
     split_dirs = sources_lib.detect_split_dirs(root)
     found: dict[str, sources_lib.Source] = {}

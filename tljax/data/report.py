@@ -23,7 +23,8 @@ MAX_RUNTIME_LOG_LINES = 5
 class SkipReport:
     """Count and first few `(path, reason)` pairs of the examples that were skipped.
 
-    Filled while a folder is indexed (files whose header fails `PIL.Image.verify`) and, through `add`, by
+    Filled while a folder is indexed (files whose header fails `PIL.Image.verify`; symlinks that lead out
+    of their class folder, to a file already indexed, or round a loop) and, through `add`, by
     the pipeline's decode guard at run time (e.g. a truncated JPEG that only fails on full decode). Thread
     safe; a path is counted once however often it fails.
     """
@@ -65,7 +66,9 @@ class SkipReport:
         if not self.count:
             return "no images skipped"
         with self._lock:
-            lines = [f"{self.count} image(s) skipped; first {len(self.first)}:"]
+            lines = [
+                f"{self.count} path(s) skipped (unreadable images, ignored links); first {len(self.first)}:"
+            ]
             lines += [f"  {path}: {reason}" for path, reason in self.first]
         return "\n".join(lines)
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tljax.data import images as image_io
 from tljax.data.report import SkipReport
-from tljax.errors import BadImageError
+from tljax.errors import BadImageError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -149,15 +149,100 @@ def _visible_subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not image_io.is_hidden(p.name))
 
 
-def _image_files(class_dir: Path) -> list[str]:
-    """Every file with an image extension under `class_dir` (recursively), hidden ones excluded, sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not image_io.is_hidden(d))
-        for filename in sorted(filenames):
-            if not image_io.is_hidden(filename) and image_io.has_image_extension(filename):
-                found.append(os.path.join(dirpath, filename))
-    return found
+def _inside(path: str, home: str) -> bool:
+    """True when the resolved `path` is `home` or lies under it (both already resolved)."""
+    return path == home or path.startswith(home.rstrip(os.sep) + os.sep)
+
+
+class _Indexer:
+    """Walks class folders with symlinks resolved, so that a file is indexed once, under its own class.
+
+    Every file and folder is identified by its resolved path. A file is taken under a class only when it
+    resolves inside that class's folder (itself resolved, so a class folder may be a link to elsewhere);
+    a link into another class, another split or outside the class is ignored and reported in `ignored`,
+    as is a second link to a file already indexed (in any class or split sharing this indexer) and a
+    folder already walked (which is what makes link loops finish). Order is that of a sorted top-down
+    walk, as `os.walk` gives, so indices are stable.
+    """
+
+    def __init__(self, ignored: SkipReport):
+        self.ignored = ignored
+        self.files: dict[str, str] = {}  # resolved path -> the path it was first indexed as
+
+    def image_files(self, class_dir: Path) -> list[str]:
+        """The image files that live in `class_dir` (recursively), hidden ones excluded."""
+        home = os.path.realpath(class_dir)
+        found: list[str] = []
+        self._walk(str(class_dir), home, {home}, found)
+        return found
+
+    def _walk(self, directory: str, home: str, walked: set[str], found: list[str]) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as error:  # unreadable folder: reported, the rest is indexed
+            self.ignored.add(directory, f"cannot list folder ({error.strerror or error})")
+            return
+        subdirs = []
+        for entry in entries:
+            if image_io.is_hidden(entry.name):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+                resolved = os.path.realpath(entry.path, strict=True)
+            except OSError as error:  # a dangling link or a link loop (ELOOP)
+                if entry.is_symlink():
+                    self.ignored.add(entry.path, f"broken symlink ({error.strerror or error})")
+                continue
+            if is_dir:
+                subdirs.append((entry.path, resolved))
+            elif image_io.has_image_extension(entry.name):
+                self._add_file(entry.path, resolved, home, found)
+        for path, resolved in subdirs:
+            if not _inside(resolved, home):
+                self.ignored.add(
+                    path,
+                    f"symlink to folder {resolved}, outside its class folder {home}: ignored so that "
+                    "no image is labelled with a class it does not live in",
+                )
+            elif resolved in walked:
+                self.ignored.add(
+                    path, f"symlink to folder {resolved}, already indexed (a link loop)"
+                )
+            else:
+                walked.add(resolved)
+                self._walk(path, home, walked, found)
+
+    def _add_file(self, path: str, resolved: str, home: str, found: list[str]) -> None:
+        if not _inside(resolved, home):
+            self.ignored.add(
+                path,
+                f"symlink to {resolved}, outside its class folder {home}: ignored so that no image is "
+                "labelled with a class it does not live in (link the class folder itself instead)",
+            )
+        elif resolved in self.files:
+            self.ignored.add(path, f"same file as {self.files[resolved]}, already indexed")
+        else:
+            self.files[resolved] = path
+            found.append(path)
+
+
+def _refuse_overlapping_classes(folder: Path, class_dirs: Sequence[Path]) -> None:
+    """DataError when class folders resolve to one folder, into each other, or over the root itself
+    (links such as `cat -> dog` or `all -> .`): their images would otherwise get two labels."""
+    root = os.path.realpath(folder)
+    homes = [(d, os.path.realpath(d)) for d in class_dirs]
+    problems = []
+    for i, (class_dir, home) in enumerate(homes):
+        if _inside(root, home):
+            problems.append(f"{class_dir} resolves to {home}, which holds the whole image folder")
+        for other, other_home in homes[i + 1 :]:
+            if _inside(home, other_home) or _inside(other_home, home):
+                problems.append(f"{class_dir} and {other} overlap ({home}, {other_home})")
+    if problems:
+        raise DataError(
+            "class folders must be distinct folders (a symlinked class folder may point anywhere "
+            f"else): {'; '.join(problems)}. Remove or fix those links."
+        )
 
 
 def detect_split_dirs(root: Path) -> dict[str, Path] | None:
@@ -196,37 +281,49 @@ def index_class_folders(
     verify: bool,
     num_workers: int,
     skipped: SkipReport,
+    indexed: dict[str, str] | None = None,
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """Index `folder/<class>/**/<image>` → (paths, labels int32, class names).
 
     With `class_names` given (val/test of a split layout) the class folders must be a subset of them.
-    Files failing the PIL header check are recorded in `skipped` and left out. Raises one ValueError
-    naming every empty class folder, or saying no images exist at all, before any training starts.
+    Files failing the PIL header check are recorded in `skipped` and left out. Symlinks are resolved: a
+    file is indexed once and only under the class folder it resolves into; links elsewhere, duplicates
+    and loops are recorded in `skipped` and left out (`_Indexer`). `indexed` (resolved path → indexed
+    path) is shared by the splits of one dataset so that no file is in two splits. Raises one
+    `DataError` (a ValueError) naming every empty class folder, class folders that are one folder, or
+    saying no images exist at all, before any training starts.
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
+    indexer = _Indexer(skipped)
+    if indexed is not None:
+        indexer.files = indexed
     class_dirs = _visible_subdirs(folder)
     if not class_dirs:
-        loose = _image_files(folder)
+        loose = indexer.image_files(folder)
         hint = (
             f" It holds {len(loose)} loose image(s): put them in one sub-folder per class."
             if loose
             else ""
         )
-        raise ValueError(
-            f"{folder} has no class sub-folders (want {folder}/<class>/<image>).{hint}"
-        )
+        raise DataError(f"{folder} has no class sub-folders (want {folder}/<class>/<image>).{hint}")
     if class_names is None:
         class_names = [d.name for d in class_dirs]
     else:
         unknown = [d.name for d in class_dirs if d.name not in class_names]
         if unknown:
-            raise ValueError(
+            raise DataError(
                 f"{folder}: class folders {unknown} do not exist in train (classes: {list(class_names)})"
             )
     label_of = {name: label for label, name in enumerate(class_names)}
+    _refuse_overlapping_classes(folder, class_dirs)
 
-    per_class = {d.name: _image_files(d) for d in class_dirs}
+    per_class: dict[str, list[str]] = {}
+    ignored: dict[str, int] = {}
+    for class_dir in class_dirs:
+        before = skipped.count
+        per_class[class_dir.name] = indexer.image_files(class_dir)
+        ignored[class_dir.name] = skipped.count - before
     all_files = [f for files in per_class.values() for f in files]
     bad: dict[str, str] = {}
     if verify and all_files:
@@ -247,19 +344,21 @@ def index_class_folders(
     for class_dir in class_dirs:
         good = [f for f in per_class[class_dir.name] if f not in bad]
         if not good:
-            n_bad = len(per_class[class_dir.name])
-            empty.append(f"{class_dir}" + (f" ({n_bad} unreadable file(s))" if n_bad else ""))
+            n_bad, n_ignored = len(per_class[class_dir.name]), ignored[class_dir.name]
+            notes = [f"{n_bad} unreadable file(s)"] if n_bad else []
+            notes += [f"{n_ignored} ignored link(s)"] if n_ignored else []
+            empty.append(f"{class_dir}" + (f" ({', '.join(notes)})" if notes else ""))
         paths += good
         labels += [label_of[class_dir.name]] * len(good)
     if not paths:
         unreadable = (
             f" ({len(bad)} file(s) failed the image check, see the skip report)" if bad else ""
         )
-        raise ValueError(
+        raise DataError(
             f"no images at all under {folder}{unreadable}; accepted extensions: {_accepted()}"
         )
     if empty:
-        raise ValueError(
+        raise DataError(
             f"empty class folder(s), no readable images: {', '.join(empty)}; "
             f"accepted extensions: {_accepted()}. Remove the folder or add images."
         )
