@@ -30,11 +30,12 @@ from tljax.optim.param_groups import (
     parse_rules,
     split_params,
 )
-from tljax.optim.recipes import RECIPES, recipe_rules
+from tljax.optim.recipes import RECIPES, TRANSFER_MODES, recipe_rules, transfer_skip
 
 __all__ = [
     "FROZEN",
     "RECIPES",
+    "TRANSFER_MODES",
     "Assignment",
     "OptimConfig",
     "ParamGroup",
@@ -52,5 +53,6 @@ __all__ = [
     "recipe_rules",
     "resolve_bn_policy",
     "split_params",
+    "transfer_skip",
     "state_size",
 ]

@@ -18,11 +18,13 @@ def default_config() -> ml_collections.ConfigDict:
     """The full, unlocked training config (callers lock it).
 
     Keys:
-      recipe: "feature_extractor" | "finetune_top" | "finetune_all" | "scratch" | "linear_probe".
+      recipe: "feature_extractor" | "finetune_top" | "finetune_all" | "scratch" | "linear_probe" |
+        "transfer".
       seed: one seed for init, data order, augmentation and dropout.
       model.name: a `tljax.models` name; model.dtype: "float32" or "bfloat16" (compute dtype; the
         parameters and optimizer stay float32).
-      weights.name: registered weights name or file/dir path; None = random init (the scratch recipe).
+      weights.name: registered weights name, file/dir path, or a finished run "run:WORKDIR" (its final
+        variables; "run:WORKDIR#best" its best); None = random init (the scratch recipe).
       weights.skip: regexes of Flax paths not loaded (the new head).
       weights.preprocessing: registered weights name whose mean/std/size to use when weights.name is None
         or a path (scratch uses the same inputs as the pretrained run it is compared with).
@@ -32,6 +34,9 @@ def default_config() -> ml_collections.ConfigDict:
       optim.param_rules: None = the recipe's rules, else ((regex, group), ...) — see `tljax.optim`.
       optim.trainable_stages (finetune_top), optim.backbone_lr_mult and optim.layer_decay (finetune_all).
       optim.label_smoothing: cross-entropy label smoothing.
+      transfer.layers: the transfer recipe copies layers 1..n of `model.layers()` from weights.name and
+        re-initialises the rest (seeded, the model's initialisers); transfer.mode "frozen" (Yosinski's
+        AnB/BnB: no updates, no optimizer state) or "finetune" (AnB+/BnB+) at transfer.lr_mult × lr.
       bn.rules: None or () = BN statistics frozen exactly where the BN's scale/bias are frozen (a frozen
         backbone runs in inference mode), else ((regex, "frozen" | "update"), ...).
       train.batch_size; train.steps (0 = derive from train.epochs); train.log_every, train.eval_every
@@ -72,6 +77,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.optim.backbone_lr_mult = 0.1
     config.optim.layer_decay = 0.0
     config.optim.label_smoothing = 0.0
+
+    config.transfer = ml_collections.ConfigDict()
+    config.transfer.layers = 0
+    config.transfer.mode = "frozen"
+    config.transfer.lr_mult = 1.0
 
     config.bn = ml_collections.ConfigDict()
     config.bn.rules = config_dict.placeholder(tuple)

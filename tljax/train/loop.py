@@ -32,6 +32,7 @@ from tljax.train.state import TrainState
 from tljax.train.step import make_eval_step, make_train_step
 from tljax.train.writers import MetricWriter, Progress
 from tljax.typing import PyTree
+from tljax.weights.runs import save_final_variables
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -365,6 +366,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
             "recipe": config.recipe,
             "model": config.model.name,
             "weights": config.weights.name or "random",
+            "class_names": list(datasets.class_names),
             "steps": total_steps,
             "train_examples": n_train,
             "image_size": size,
@@ -427,6 +429,18 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
             float(np.median(images_per_second)) if images_per_second else None
         )
         results["seconds"] = time.perf_counter() - started
+        # The variables these results were computed with, for `weights.load("run:WORKDIR")`; written
+        # before results.json, whose presence marks the run finished.
+        save_final_variables(
+            workdir,
+            state.variables(),
+            {
+                "model": config.model.name,
+                "num_classes": datasets.num_classes,
+                "class_names": list(datasets.class_names),
+                "step": step,
+            },
+        )
         (workdir / "results.json").write_text(json.dumps(results, indent=2))
         return results
     finally:

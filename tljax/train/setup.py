@@ -17,6 +17,7 @@ from absl import logging
 
 from tljax import data as data_lib
 from tljax import models, optim
+from tljax.errors import ConfigError
 from tljax.train.state import make_key
 from tljax.typing import PyTree
 
@@ -38,6 +39,11 @@ def resolve_preprocessing(config: Any) -> Any:
     from tljax import weights
 
     name = config.weights.preprocessing or config.weights.name
+    if name and str(name).startswith("run:"):
+        # A trained run as the source: its inputs were normalised like the weights it started from.
+        from tljax.weights.runs import run_preprocessing_name
+
+        name = run_preprocessing_name(str(name))
     if not name:
         raise ValueError(
             "no preprocessing: set weights.name (registered pretrained weights) or, for random init, "
@@ -92,7 +98,26 @@ def build_model(
 def init_variables(config: Any, model: nn.Module, size: int) -> PyTree:
     """Pretrained backbone + freshly initialised skipped layers (the head), or a random init (scratch)."""
     rng = make_key(config.seed)
-    if config.weights.name:
+    if config.recipe == "transfer":
+        from tljax import weights
+
+        if not config.weights.name:
+            raise ConfigError(
+                "recipe 'transfer' copies layers from weights.name: set it to a finished run "
+                "(--config.weights.name=run:WORKDIR) or pretrained weights"
+            )
+        # Layers 1..n from the source (strictly checked), everything above from model.init(rng): the
+        # same seeded init a scratch run of this seed starts from.
+        above = optim.transfer_skip(model.layers(), config.transfer.layers)
+        logging.info(
+            "transfer: layers 1..%d from %s (%s), layers above re-initialised (seed %d)",
+            config.transfer.layers,
+            config.weights.name,
+            config.transfer.mode,
+            config.seed,
+        )
+        variables = weights.load(config.weights.name, model, skip=above, rng=rng)
+    elif config.weights.name:
         from tljax import weights
 
         logging.info(
@@ -133,6 +158,10 @@ def param_rules(config: Any, model: nn.Module) -> list[tuple[str, Any]]:
         trainable_stages=config.optim.trainable_stages,
         backbone_lr_mult=config.optim.backbone_lr_mult,
         layer_decay=config.optim.layer_decay,
+        layers=model.layers() if config.recipe == "transfer" else (),
+        transfer_layers=config.transfer.layers,
+        transfer_mode=config.transfer.mode,
+        transfer_lr_mult=config.transfer.lr_mult,
     )
 
 

@@ -91,12 +91,17 @@ def load(
     cache_dir: str | os.PathLike | None = None,
     download: bool = True,
 ) -> dict:
-    """Flax variables (`{'params', 'batch_stats'}`) for `model` from a registered name, file or directory.
+    """Flax variables (`{'params', 'batch_stats'}`) for `model` from a registered name, file or directory,
+    or a finished training run (`"run:WORKDIR"`: its final variables; `"run:WORKDIR#best"`: its best).
 
     Without `model`, the architecture comes from the registry entry (or is inferred from the file) with the
     file's number of classes. `skip` lists regexes of Flax paths (e.g. `classifier/.*`) kept from a fresh
     init instead of loaded: a backbone with a new head. Every other key must match exactly.
     """
+    if str(name_or_path).startswith("run:"):
+        from tljax.weights.runs import load_run  # runs.py reuses this module's checks
+
+        return load_run(str(name_or_path), model, skip=skip, rng=rng)
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
         return load_converted(path, model, skip=skip, rng=rng)
@@ -146,6 +151,15 @@ def load_converted(
     meta = json.loads(meta_path.read_text())
     model = model or models.get(meta["arch"], num_classes=meta["num_classes"])
     restored = ocp.StandardCheckpointer().restore(directory / "variables")
+    return strict_merge(restored, model, skip=skip, rng=rng)
+
+
+def strict_merge(
+    restored: dict, model: nn.Module, *, skip: Sequence[str] = (), rng: jax.Array | None = None
+) -> dict:
+    """`restored` Flax variables checked against `model`'s: every key and shape must match, except the
+    paths (without the collection, e.g. `classifier/.*`) that full-match a `skip` regex, which come from
+    `model.init(rng)` instead. Missing, unexpected and mis-shaped keys raise `WeightMismatchError`."""
     got, want = flatten_dict(restored, sep="/"), flatten_dict(abstract_variables(model), sep="/")
 
     def skipped(p: str) -> bool:
@@ -196,6 +210,7 @@ def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Pat
 __all__ = [
     "convert",
     "load",
+    "strict_merge",
     "save_converted",
     "load_converted",
     "infer_architecture",
