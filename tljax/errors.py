@@ -31,6 +31,10 @@ class WorkdirError(UserError):
     """A workdir that cannot be used: locked by another process, unwritable, or holding another run."""
 
 
-class BadImageError(UserError):
+class BadImageError(UserError, ValueError):
     """An image file that cannot be decoded safely (corrupt, truncated, a decompression bomb, an
     unsupported mode). Pipelines skip and count it; single-image tools report it as one line."""
+
+
+class ImageNotFoundError(UserError, FileNotFoundError):
+    """An image path that does not exist (a single-image tool's input): one line naming the path."""

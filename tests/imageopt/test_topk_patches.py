@@ -253,3 +253,30 @@ def test_visualize_main_top9_writes_layer_figures(tmp_path, monkeypatch):
     sizes = {tap: np.asarray(Image.open(path)).shape for tap, path in report["paths"].items()}
     assert set(sizes) == {"all", "match", "coarse"}
     assert sizes["all"][0] == sizes["match"][0] + sizes["coarse"][0]  # layers stacked, first on top
+
+
+def test_folder_skips_and_counts_bad_and_bomb_images(tmp_path, monkeypatch):
+    images, _, _ = planted_dataset(n=6)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    (folder / "03_broken.png").write_bytes(b"not an image at all")
+    Image.new("RGB", (200, 200)).save(folder / "04_bomb.png")
+    (folder / "notes.txt").write_text("not an image, not counted")
+    # 200×200 = 40,000 > 2 × MAX_IMAGE_PIXELS: PIL refuses it as a decompression bomb; the 40×40
+    # dataset images stay well below.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    model, variables = Detectors(), detector_variables()
+    scan = topk.scan_top_activations(
+        model, variables, folder, {"match": [0, 1]}, input_hw=(40, 40), k=3
+    )
+    reference = topk.scan_top_activations(
+        model, variables, images, {"match": [0, 1]}, input_hw=(40, 40), k=3
+    )
+    assert scan.num_images == 6
+    assert sorted(s.split(":")[0].rsplit("/", 1)[1] for s in scan.skipped) == [
+        "03_broken.png",
+        "04_bomb.png",
+    ]
+    np.testing.assert_array_equal(scan.tops["match"].values, reference.tops["match"].values)

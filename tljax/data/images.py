@@ -1,4 +1,17 @@
-"""Decoding one image file of any common kind into 8-bit gray or RGB, the way a messy folder needs.
+"""The one image decoder: any common file → 8-bit gray or RGB, the way a messy folder needs.
+
+Every tool reads images here (training pipeline, `predict`, style transfer, DeepDream, top-9 patches), so
+the same file gives the same pixels everywhere. The one policy that truly differs between tools is what
+transparency means, and it is an explicit argument (`alpha`):
+
+* `"drop"` (training, `predict`): the colour channels as stored, alpha discarded, as torchvision's
+  `convert("RGB")` does, so accuracy matches the weights' published numbers.
+* `"white"` (image optimisation): composited on a white background; transparent areas are almost always
+  background, and the colour hidden under alpha 0 (often black) would paint edges the optimiser amplifies.
+
+Everything else is shared: EXIF orientation applied; palette expanded; CMYK/YCbCr converted by PIL;
+16-bit integer gray scaled by `>> 8` (65535 → 255, not clipped); 32-bit `I` shifted the same way when its
+values exceed 255; float `F` taken as 0..1 (×255) unless its values exceed 1.
 
 Kept apart from the pipeline so it can be tested on single files with known answers (EXIF rotation,
 16-bit scaling) and so the index-time header check and the run-time decode share one definition of
@@ -9,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -47,6 +61,10 @@ _DECODE_ERRORS = (
     EOFError,
     struct.error,
 )
+
+Alpha = Literal["drop", "white"]
+ALPHA_POLICIES = ("drop", "white")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def is_hidden(name: str) -> bool:
@@ -105,12 +123,15 @@ def _sixteen_bit_to_gray8(image: Image.Image) -> Image.Image:
     return Image.fromarray(array8.astype(np.uint8), mode="L")
 
 
-def to_gray_or_rgb(image: Image.Image) -> Image.Image:
-    """Return `image` in mode "L" or "RGB": alpha dropped, palette expanded, CMYK/YCbCr converted.
+def to_gray_or_rgb(image: Image.Image, *, alpha: Alpha = "drop") -> Image.Image:
+    """Return `image` in mode "L" or "RGB": palette expanded, CMYK/YCbCr converted, alpha per `alpha`.
 
     Gray stays one channel here because resizing one channel is 3× cheaper; it is replicated to 3 channels
-    after the resize. Raises ValueError for modes PIL cannot convert (the caller skips and counts).
+    after the resize. `alpha` is the transparency policy of the module docstring. Raises ValueError for
+    modes PIL cannot convert (the caller skips and counts).
     """
+    if alpha not in ALPHA_POLICIES:
+        raise ValueError(f"alpha={alpha!r}; expected one of {ALPHA_POLICIES}")
     mode = image.mode
     if mode in ("L", "RGB"):
         return image
@@ -118,27 +139,40 @@ def to_gray_or_rgb(image: Image.Image) -> Image.Image:
         return image.convert("L")
     if mode == "P":
         # Palette with transparency must go through RGBA, else PIL warns and may pick a wrong colour.
-        has_alpha = "transparency" in image.info
-        return image.convert("RGBA" if has_alpha else "RGB").convert("RGB")
-    if mode in ("LA", "La", "PA"):
-        return image.convert("RGBA").convert("L") if mode == "PA" else image.convert("L")
+        if "transparency" not in image.info:
+            return image.convert("RGB")
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in _ALPHA_MODES:
+        if alpha == "white":
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            composited = Image.alpha_composite(white, rgba)
+            return composited.convert("L" if mode in ("LA", "La") else "RGB")
+        if mode in ("LA", "La"):
+            return image.convert("L")
+        return image.convert("RGB")
     if mode.startswith("I") or mode == "F":
         return _sixteen_bit_to_gray8(image)
     try:
-        return image.convert("RGB")  # RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV
+        return image.convert("RGB")  # RGBX, CMYK, YCbCr, LAB, HSV
     except (ValueError, OSError) as error:
         raise ValueError(f"cannot convert mode {mode} to RGB: {error}") from error
 
 
-def open_image(path: str, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def open_image(
+    path: str, *, draft_size: tuple[int, int] | None = None, alpha: Alpha = "drop"
+) -> Image.Image:
     """Fully decode `path`, apply its EXIF orientation and return it in mode "L" or "RGB".
 
+    `alpha` is the transparency policy ("drop" or "white", see the module docstring).
     `draft_size` lets JPEG decode at a reduced scale (a power-of-two DCT shortcut) when the picture is
     much larger than what the pipeline keeps; PIL never goes below the requested size. Raises
     `BadImageError` (naming the file and the cause) for every file that cannot be decoded: missing or
     unreadable, not an image, truncated, corrupt, a decompression bomb, an unconvertible mode. Callers
     that skip and count catch exactly that.
     """
+    if alpha not in ALPHA_POLICIES:  # a caller's bug, not a bad file: checked before the guard
+        raise ValueError(f"alpha={alpha!r}; expected one of {ALPHA_POLICIES}")
     try:
         with Image.open(path) as image:
             _refuse_bomb(image, path)
@@ -149,16 +183,19 @@ def open_image(path: str, *, draft_size: tuple[int, int] | None = None) -> Image
             image.load()
             if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                 image = ImageOps.exif_transpose(image)
-            return to_gray_or_rgb(image)
+            return to_gray_or_rgb(image, alpha=alpha)
     except _DECODE_ERRORS as error:
         raise BadImageError(
             f"{path}: cannot read as an image ({type(error).__name__}: {error})"
         ) from error
 
 
-def load_image(path: str) -> np.ndarray:
-    """Decode `path` to `uint8 [H, W, 3]` RGB (gray replicated), EXIF orientation applied."""
-    image = open_image(path)
+def load_image(path: str, *, alpha: Alpha = "drop") -> np.ndarray:
+    """Decode `path` to `uint8 [H, W, 3]` RGB (gray replicated), EXIF orientation applied.
+
+    `alpha`: "drop" (the stored colours) or "white" (composited on white); see the module docstring.
+    """
+    image = open_image(path, alpha=alpha)
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)

@@ -1,7 +1,8 @@
 """Geometry and normalisation: the weights' evaluation transform and the training random-resized-crop.
 
 Everything works on 8-bit PIL images and returns `uint8 [S, S, 3]`; normalisation to float happens once
-per batch (`Normalizer`), which is both cheaper and keeps the per-example work in PIL's C code.
+per batch (`normalize`, the one definition every tool uses), which is both cheaper and keeps the
+per-example work in PIL's C code.
 """
 
 from __future__ import annotations
@@ -160,27 +161,84 @@ def random_resized_crop(
     return _as_rgb_array(image)
 
 
-class Normalizer:
-    """Batch-level `(x - mean) / std` in 0..255 units on `uint8 [B, H, W, 3]` → `float32`.
+class MeanStd(Protocol):
+    """Anything with per-channel `mean` and `std` in 0..255 pixel units (`tljax.weights.Preprocessing`)."""
 
-    Folded into one multiply-add (`x * (1/std) + (-mean/std)`) so a 256×96×96 batch costs one pass.
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _mean_std(preprocessing: MeanStd) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.asarray(preprocessing.mean, dtype=np.float32).reshape(-1)
+    std = np.asarray(preprocessing.std, dtype=np.float32).reshape(-1)
+    if mean.shape not in ((1,), (3,)) or std.shape not in ((1,), (3,)):
+        raise ValueError(
+            f"mean/std must have 1 or 3 values, got {preprocessing.mean} and {preprocessing.std}"
+        )
+    if np.any(std <= 0):
+        raise ValueError(f"std must be positive, got {preprocessing.std}")
+    return mean, std
+
+
+def normalize(x: Any, preprocessing: MeanStd) -> Any:
+    """The one normalisation: RGB pixels in 0..255, channels last (`[..., 3]`) → `(x - mean) / std`.
+
+    NumPy input gives a new float32 NumPy array (integer images are promoted, the arithmetic runs in
+    place on the copy: one pass per operation over a large batch); a JAX array gives a JAX array, so the
+    same function runs inside jit (image optimisation). bfloat16 JAX input stays bfloat16.
+    """
+    mean, std = _mean_std(preprocessing)
+    if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
+        out = np.array(x, dtype=np.float32)
+        out -= mean
+        out /= std
+        return out
+    if np.dtype(x.dtype).kind in "biu":
+        x = x.astype(np.float32)
+    return (x - mean.astype(x.dtype)) / std.astype(x.dtype)
+
+
+def denormalize(x: Any, preprocessing: MeanStd) -> Any:
+    """Inverse of `normalize`: the network's input space → 0..255 RGB pixels (not clipped)."""
+    mean, std = _mean_std(preprocessing)
+    if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
+        return np.asarray(x, dtype=np.float32) * std + mean
+    return x * std.astype(x.dtype) + mean.astype(x.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelScaling:
+    """Mean/std for a run without pretrained weights: pixels scaled to [-1, 1] (`build_datasets`)."""
+
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+
+    def normalize(self, x: Any) -> Any:
+        """`normalize(x, self)`."""
+        return normalize(x, self)
+
+    def denormalize(self, x: Any) -> Any:
+        """`denormalize(x, self)`."""
+        return denormalize(x, self)
+
+
+NO_WEIGHTS = PixelScaling()
+
+
+class Normalizer:
+    """`normalize` bound to one mean/std, for a data split: `uint8 [B, H, W, 3]` → `float32`.
+
+    `scale` and `offset` (`1/std`, `-mean/std`) identify the normalisation (feature-cache keys use them).
     """
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
-        mean_array = np.asarray(mean, dtype=np.float32).reshape(-1)
-        std_array = np.asarray(std, dtype=np.float32).reshape(-1)
-        if mean_array.shape not in ((1,), (3,)) or std_array.shape not in ((1,), (3,)):
-            raise ValueError(f"mean/std must have 1 or 3 values, got {mean} and {std}")
-        if np.any(std_array <= 0):
-            raise ValueError(f"std must be positive, got {std}")
+        self._mean_std = PixelScaling(tuple(mean), tuple(std))  # type: ignore[arg-type]
+        mean_array, std_array = _mean_std(self._mean_std)
         self.scale = np.broadcast_to(1.0 / std_array, (3,)).astype(np.float32)
         self.offset = np.broadcast_to(-mean_array / std_array, (3,)).astype(np.float32)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        out = images.astype(np.float32)
-        out *= self.scale
-        out += self.offset
-        return out
+        return normalize(images, self._mean_std)
 
 
 def load_eval_image(path: str, preprocessing: Any) -> np.ndarray:
@@ -195,4 +253,4 @@ def load_eval_image(path: str, preprocessing: Any) -> np.ndarray:
         getattr(preprocessing, "interpolation", "bilinear"),
     )
     pixels = center_crop(open_image(str(path)), geometry)
-    return Normalizer(preprocessing.mean, preprocessing.std)(pixels[None])[0]
+    return normalize(pixels, preprocessing)

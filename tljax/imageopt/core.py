@@ -68,21 +68,17 @@ class MeanStd(Protocol):
 
 
 def preprocess(image: Array, preprocessing: MeanStd | None) -> Array:
-    """0..255 RGB pixels → the network's input space, `(x - mean) / std` per channel ([..., 3])."""
-    if preprocessing is None:
-        return image
-    mean = jnp.asarray(preprocessing.mean, jnp.float32)
-    std = jnp.asarray(preprocessing.std, jnp.float32)
-    return (image - mean) / std
+    """0..255 RGB pixels → the network's input space (`tljax.data.preprocess.normalize`), `[..., 3]`."""
+    from tljax.data.preprocess import normalize
+
+    return image if preprocessing is None else normalize(image, preprocessing)
 
 
 def deprocess(x: Array, preprocessing: MeanStd | None) -> Array:
-    """Inverse of `preprocess`: the network's input space → 0..255 RGB pixels (not clipped)."""
-    if preprocessing is None:
-        return x
-    mean = jnp.asarray(preprocessing.mean, jnp.float32)
-    std = jnp.asarray(preprocessing.std, jnp.float32)
-    return x * std + mean
+    """Inverse of `preprocess` (`tljax.data.preprocess.denormalize`): → 0..255 pixels, not clipped."""
+    from tljax.data.preprocess import denormalize
+
+    return x if preprocessing is None else denormalize(x, preprocessing)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -177,60 +173,38 @@ def make_taps_fn(
 # ----------------------------------------------------------------------------------------------------
 # Image I/O
 
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-
 
 def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.ndarray:
     """Reads an image file as float32 RGB `[H, W, 3]` in 0..255, optionally resized to `max_side`.
 
-    Gray images are replicated to three channels; images with transparency (RGBA, LA, palette with a
-    transparent index) are composited on white, since transparent areas are almost always background and
-    black would paint hard edges the optimiser then amplifies; 16-bit and float images are rescaled;
-    EXIF orientation is applied so phone photos are upright. Missing files raise `FileNotFoundError`,
-    anything PIL cannot decode raises `ValueError`, both naming the path.
+    Decoded by the one decoder, `tljax.data.images.load_image`, with the transparency policy
+    `alpha="white"`: transparent areas are composited on white (they are almost always background, and
+    black would paint hard edges the optimiser then amplifies). Everything else (gray, palette, CMYK,
+    16-bit, EXIF orientation) gives exactly the pixels the training pipeline and `predict` see. A missing
+    file raises `tljax.errors.ImageNotFoundError` (a `FileNotFoundError`), a file that cannot be decoded
+    `tljax.errors.BadImageError` (a `ValueError`), both naming the path.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from tljax import errors
+    from tljax.data import images
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"image file not found: {str(path)!r}")
+        raise errors.ImageNotFoundError(f"image file not found: {str(path)!r}")
     if path.is_dir():
-        raise ValueError(f"expected an image file, got a directory: {str(path)!r}")
+        raise errors.BadImageError(f"expected an image file, got a directory: {str(path)!r}")
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now, so truncated files fail here rather than later
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb_array(img)
-    except UnidentifiedImageError:
-        raise ValueError(f"cannot read {str(path)!r}: not an image file PIL recognises") from None
-    except (OSError, SyntaxError) as err:  # truncated / corrupt data
-        raise ValueError(f"cannot read {str(path)!r}: {err}") from None
+        rgb = images.load_image(str(path), alpha="white").astype(np.float32)
+    except errors.BadImageError:
+        raise
+    except (
+        Exception
+    ) as err:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError...)
+        raise errors.BadImageError(f"cannot read {str(path)!r}: {err}") from None
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ValueError(f"image {str(path)!r} is empty ({rgb.shape[1]}×{rgb.shape[0]})")
+        raise errors.BadImageError(f"image {str(path)!r} is empty ({rgb.shape[1]}×{rgb.shape[0]})")
     if max_side is not None:
         rgb = fit_max_side(rgb, max_side)
     return rgb
-
-
-def _to_rgb_array(img: Any) -> np.ndarray:
-    """Any PIL mode → float32 `[H, W, 3]` in 0..255 (see `load_image` for the policy)."""
-    from PIL import Image
-
-    if img.mode in _SIXTEEN_BIT_MODES:
-        gray = np.asarray(img, np.float32) / 257.0  # 65535 → 255
-        return np.repeat(gray[..., None], 3, axis=-1)
-    if img.mode in ("I", "F"):
-        gray = np.asarray(img, np.float32)
-        low, high = float(gray.min()), float(gray.max())
-        gray = (gray - low) / max(high - low, 1e-12) * 255.0
-        return np.repeat(gray[..., None], 3, axis=-1)
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("RGB"), np.float32)
 
 
 def save_image(path: str | os.PathLike, image: Array | np.ndarray) -> Path:

@@ -28,7 +28,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
+from tljax.data.preprocess import NO_WEIGHTS
+from tljax.errors import BadImageError
 from tljax.imageopt.core import MeanStd, check_taps, deprocess, load_image, make_taps_fn
 from tljax.imageopt.receptive_field import ReceptiveField, receptive_fields
 
@@ -69,7 +72,8 @@ class TopKScan:
 
     `originals[i]` is image i's pixels (float 0..255, `[H0, W0, 3]`) for every image in some top-k: the
     region that was resized to the network input `input_hw` (the whole image, or its centre crop).
-    `trace_count` counts traces of the jitted scan step (1 = compiled once).
+    `trace_count` counts traces of the jitted scan step (1 = compiled once); `skipped` names the files of
+    a folder that could not be decoded and were left out.
     """
 
     tops: dict[str, TopActivations]
@@ -77,6 +81,9 @@ class TopKScan:
     input_hw: tuple[int, int]
     num_images: int
     trace_count: int
+    skipped: list[str] = dataclasses.field(
+        default_factory=list
+    )  # "path: reason", folder files only
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -103,12 +110,20 @@ def _as_rgb(image: Any, where: str) -> np.ndarray:
 
 
 def iterate_images(
-    data: Any, preprocessing: MeanStd | None = None, batch_size: int = 32
+    data: Any,
+    preprocessing: MeanStd | None = None,
+    batch_size: int = 32,
+    *,
+    skipped: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yields float32 `[H, W, 3]` 0..255 images, in order, from any supported kind of `data`.
 
-    * a directory (its image files, sorted), a file path, or a sequence of paths: read with
-      `core.load_image` (missing → FileNotFoundError, unreadable → ValueError, both naming the file);
+    * a directory: its image files (by extension, hidden files ignored, sorted), read with
+      `core.load_image`; a file that cannot be decoded (corrupt, truncated, a decompression bomb) is
+      skipped, logged and appended to `skipped` as `"path: reason"`, the policy of the training pipeline;
+    * a file path or a sequence of paths: read with `core.load_image`; these were named explicitly, so a
+      missing one raises FileNotFoundError and an unreadable one `BadImageError` (a ValueError), both
+      naming the file;
     * a tljax data `Source` (`len` + `load(index, draft_size)`): every example, in index order;
     * a tljax data `Split` (has `.iterator`): its batches in order, without shuffling or augmentation,
       mapped back to pixels with `preprocessing` (the batches are normalised);
@@ -117,12 +132,9 @@ def iterate_images(
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise FileNotFoundError(f"no image files in directory {str(path)!r}")
-            data = files
-        else:
-            data = [path]
+            yield from _iterate_folder(path, skipped)
+            return
+        data = [path]
     if hasattr(data, "iterator") and callable(data.iterator):
         yield from _iterate_split(data, preprocessing, batch_size)
         return
@@ -141,6 +153,27 @@ def iterate_images(
             yield _as_rgb(item, f"image {i}")
 
 
+def _iterate_folder(folder: Path, skipped: list[str] | None) -> Iterator[np.ndarray]:
+    from tljax.data.images import has_image_extension, is_hidden
+
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not is_hidden(p.name) and has_image_extension(p.name)
+    )
+    if not files:
+        raise FileNotFoundError(f"no image files in directory {str(folder)!r}")
+    for path in files:
+        try:
+            image = load_image(path)
+        except BadImageError as err:
+            logging.warning("skipping %s: %s", path, err)
+            if skipped is not None:
+                skipped.append(f"{path}: {err}")
+            continue
+        yield image
+
+
 def _iterate_split(
     split: Any, preprocessing: MeanStd | None, batch_size: int
 ) -> Iterator[np.ndarray]:
@@ -153,12 +186,8 @@ def _iterate_split(
     try:
         for batch in it:
             images = np.asarray(batch["image"], np.float32)
-            # Without weights' preprocessing, tljax.data scales pixels to [-1, 1].
-            pixels = (
-                np.asarray(deprocess(images, preprocessing))
-                if preprocessing is not None
-                else (images + 1.0) * 127.5
-            )
+            # Without weights' preprocessing, tljax.data scales pixels to [-1, 1] (`NO_WEIGHTS`).
+            pixels = np.asarray(deprocess(images, preprocessing or NO_WEIGHTS))
             for image in np.clip(pixels, 0.0, 255.0):
                 yield image
     finally:  # stop grain's prefetch threads now if the caller stopped early (--max_images)
@@ -300,7 +329,8 @@ def scan_top_activations(
         pending.clear()
         batch.clear()
 
-    for image in iterate_images(data, preprocessing, batch_size):
+    skipped: list[str] = []
+    for image in iterate_images(data, preprocessing, batch_size, skipped=skipped):
         net_input, region = _fit_to_input(image, input_hw)
         batch.append(net_input)
         pending[count] = region
@@ -310,7 +340,8 @@ def scan_top_activations(
     if batch:
         flush()
     if count == 0:
-        raise ValueError("the dataset yielded no images")
+        why = f" ({len(skipped)} unreadable file(s) skipped: {skipped[0]} ...)" if skipped else ""
+        raise ValueError(f"the dataset yielded no images{why}")
 
     tops = {}
     for (
@@ -328,7 +359,7 @@ def scan_top_activations(
             x=pos % w,
             map_hw=(int(shapes[tap].shape[1]), int(w)),
         )
-    return TopKScan(tops, originals, input_hw, count, trace_count)
+    return TopKScan(tops, originals, input_hw, count, trace_count, skipped)
 
 
 # ----------------------------------------------------------------------------------------------------

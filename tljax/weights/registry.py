@@ -44,18 +44,20 @@ class Preprocessing:
     interpolation: str = "bilinear"
 
     def normalize(self, x):
-        """Map float RGB pixels in 0..255, channels last (``[..., 3]``), to ``(x - mean) / std``.
+        """Float RGB pixels in 0..255, channels last (``[..., 3]``) → ``(x - mean) / std``.
 
-        Works for numpy and jax arrays alike (the result has the array type of ``x``); integer
-        input is promoted to float32.
+        The one definition, `tljax.data.preprocess.normalize`: numpy in, numpy out; jax in, jax out
+        (usable inside jit); integer input is promoted to float32.
         """
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        if not hasattr(x, "dtype"):
-            x = np.asarray(x, dtype=np.float32)
-        elif np.dtype(x.dtype).kind in "biu":  # uint8 images; leaves bfloat16 ('V') alone
-            x = x.astype(np.float32)
-        return (x - mean) / std
+        from tljax.data.preprocess import normalize
+
+        return normalize(x, self)
+
+    def denormalize(self, x):
+        """Inverse of `normalize`: the network's input space → 0..255 pixels (not clipped)."""
+        from tljax.data.preprocess import denormalize
+
+        return denormalize(x, self)
 
 
 @dataclasses.dataclass(frozen=True)
