@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -164,8 +165,11 @@ def random_resized_crop(
 class MeanStd(Protocol):
     """Anything with per-channel `mean` and `std` in 0..255 pixel units (`tljax.weights.Preprocessing`)."""
 
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    @property
+    def mean(self) -> Sequence[float]: ...
+
+    @property
+    def std(self) -> Sequence[float]: ...
 
 
 def _mean_std(preprocessing: MeanStd) -> tuple[np.ndarray, np.ndarray]:

@@ -194,12 +194,11 @@ def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.nd
         raise errors.BadImageError(f"expected an image file, got a directory: {str(path)!r}")
     try:
         rgb = images.load_image(str(path), alpha="white").astype(np.float32)
-    except errors.BadImageError:
-        raise
-    except (
-        Exception
-    ) as err:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError...)
-        raise errors.BadImageError(f"cannot read {str(path)!r}: {err}") from None
+    except errors.BadImageError as err:
+        cause = err.__cause__ or err  # the decoder's message starts with the path; say it once
+        raise errors.BadImageError(
+            f"cannot read {str(path)!r}: {type(cause).__name__}: {cause}"
+        ) from None
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise errors.BadImageError(f"image {str(path)!r} is empty ({rgb.shape[1]}×{rgb.shape[0]})")
     if max_side is not None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-import numpy as np
-
 from tljax.errors import UserError
 
 __all__ = [
