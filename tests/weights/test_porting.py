@@ -11,6 +11,7 @@ import torchvision
 
 import tljax.models as models
 from tljax import weights
+from tljax.errors import UserError
 from tljax.weights import convert
 from tljax.weights.porting import WeightMismatchError, name_table, port_state_dict
 
@@ -139,3 +140,20 @@ def test_load_from_a_user_pth_file_and_via_convert(tmp_path, resnet18_sd):
 def test_registry_architectures_exist():
     for name in weights.list_weights():
         assert weights.get_spec(name).arch in models.list_models(), name
+
+
+def test_wrong_rank_is_a_mismatch_named_before_any_transpose(resnet18_sd):
+    # A conv kernel saved flattened and a dense weight saved as a vector: numpy's transpose used to fail
+    # with "axes don't match array" before the shape check could name the keys.
+    bad = {
+        **resnet18_sd,
+        "conv1.weight": resnet18_sd["conv1.weight"].reshape(64, -1),
+        "fc.weight": resnet18_sd["fc.weight"].reshape(-1),
+    }
+    with pytest.raises(WeightMismatchError) as err:
+        port_state_dict(bad, models.get("resnet18"))
+    message = str(err.value)
+    assert "mis-shaped keys (2)" in message
+    assert "conv1.weight: file (64, 147) vs model (64, 3, 7, 7) in PyTorch layout" in message
+    assert "fc.weight: file (512000,) vs model (1000, 512) in PyTorch layout" in message
+    assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)

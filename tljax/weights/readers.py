@@ -28,11 +28,12 @@ import json
 import math
 import os
 import pickle
+import pickletools
 import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import ml_dtypes
 import numpy as np
@@ -275,6 +276,106 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._persistent_load_fn(pid)
 
 
+# A state dict's pickle holds only names and tensor metadata (torchvision's ResNet-152, 467 tensors:
+# about 40 kB). A pickle, or one object in it, declared larger than this is refused unread.
+_MAX_PICKLE_BYTES = 64 << 20
+
+# Width in bytes of the length prefix of each counted pickle argument (pickletools' encoding of "n").
+_LENGTH_PREFIX = {
+    pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
+    pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+    pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
+    pickletools.TAKEN_FROM_ARGUMENT8U: (8, False),
+}
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def _check_pickle_sizes(stream: BinaryIO, end: int, what: str) -> int:
+    """Walk one pickle's opcodes from the stream's position to its STOP without building anything and
+    return the position after STOP (the stream is left there).
+
+    The stock unpickler allocates whatever a pickle declares before reading it: a bytes, str or
+    bytearray length, a long's byte count, a frame size, a memo index (the memo table is grown to it).
+    Here each declared size must fit in the bytes that follow (up to `end`) and in `_MAX_PICKLE_BYTES`,
+    and each memo index must be at most the number of memo entries so far (what a pickler writes), so
+    a crafted or truncated pickle is a `WeightFileError` naming the declared size, with nothing
+    allocated. `what` names the pickle in messages.
+    """
+    start = stream.tell()
+    limit = min(end, start + _MAX_PICKLE_BYTES)
+    memo_entries = 0
+
+    def refuse(detail: str) -> WeightFileError:
+        return WeightFileError(f"{what}: {detail}; refused before allocating anything")
+
+    def read_exact(count: int, op: str) -> bytes:
+        data = stream.read(count)
+        if len(data) != count:
+            raise refuse(f"the pickle ends inside {op}")
+        return data
+
+    while True:
+        position = stream.tell()
+        if position >= limit:
+            if limit < end:
+                raise refuse(f"the pickle is longer than {_MAX_PICKLE_BYTES} bytes")
+            raise refuse("the pickle ends before its STOP opcode (truncated)")
+        code = stream.read(1)
+        op = pickletools.code2op.get(code.decode("latin-1"))
+        if op is None:
+            raise refuse(f"unknown pickle opcode {code!r} at offset {position - start}")
+        arg = op.arg
+        value: int | None = None
+        if arg is None:
+            pass
+        elif arg.n >= 0:
+            data = read_exact(arg.n, op.name)
+            if arg.name.startswith("uint"):
+                value = int.from_bytes(data, "little")
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            for _ in range(2 if arg.name.endswith("_pair") else 1):
+                line = stream.readline(limit - stream.tell())
+                if not line.endswith(b"\n"):
+                    raise refuse(f"{op.name} at offset {position - start} has no end of line")
+            if op.name == "PUT":
+                value = int(line) if line.strip().isdigit() else None
+        else:
+            width, signed = _LENGTH_PREFIX[arg.n]
+            size = int.from_bytes(read_exact(width, op.name), "little", signed=signed)
+            remaining = limit - stream.tell()
+            if size < 0 or size > remaining:
+                kind = op.name if size < 0 else f"a {arg.name} object of {size} bytes ({op.name})"
+                raise refuse(
+                    f"the pickle declares {kind} at offset {position - start} but only "
+                    f"{remaining} bytes can follow"
+                )
+            stream.seek(size, os.SEEK_CUR)
+        if op.name == "FRAME" and value is not None and value > limit - stream.tell():
+            raise refuse(
+                f"the pickle declares a frame of {value} bytes but only "
+                f"{limit - stream.tell()} bytes can follow"
+            )
+        if op.name in _MEMO_PUTS:
+            if value is None or value > memo_entries:
+                raise refuse(f"{op.name} to memo index {value} after {memo_entries} entries")
+            memo_entries += value == memo_entries
+        elif op.name == "MEMOIZE":
+            memo_entries += 1
+        elif op.name == "STOP":
+            return stream.tell()
+
+
+def _load_checked(
+    stream: BinaryIO, end: int, what: str | Path, persistent_load_fn: Any = None
+) -> Any:
+    """Unpickle the pickle at the stream's position with `_RestrictedUnpickler`, after
+    `_check_pickle_sizes` has bounded every size it declares."""
+    start = stream.tell()
+    _check_pickle_sizes(stream, end, f"{what}: pickle at offset {start}" if start else str(what))
+    stream.seek(start)
+    return _RestrictedUnpickler(stream, persistent_load_fn).load()
+
+
 def _decode(value: Any) -> Any:
     # Python 2 era files store some ids as bytes.
     return value.decode("ascii") if isinstance(value, bytes) else value
@@ -440,9 +541,18 @@ def _read_zip_pth(path: Path) -> Any:
             storages.setdefault(ref.key, ref)
             return ref
 
+        declared = archive.getinfo(pickles[0]).file_size
+        if declared > _MAX_PICKLE_BYTES:
+            raise WeightFileError(
+                f"{path}: '{pickles[0]}' declares {declared} bytes, more than a state dict's pickle "
+                f"holds (limit {_MAX_PICKLE_BYTES}); refused before reading it"
+            )
         try:
-            with archive.open(pickles[0]) as stream:
-                obj = _RestrictedUnpickler(stream, persistent_load).load()
+            with archive.open(pickles[0]) as record:
+                pickled = record.read(_MAX_PICKLE_BYTES + 1)
+            obj = _load_checked(
+                io.BytesIO(pickled), len(pickled), f"{path}: '{pickles[0]}'", persistent_load
+            )
             tensors: list[_TensorRef] = []
             _collect_tensors(obj, tensors)
             raw: dict[str, bytes] = {}
@@ -454,10 +564,16 @@ def _read_zip_pth(path: Path) -> Any:
                     if record not in names:
                         raise _corrupt(path, f"missing storage record '{record}'")
                     declared = tensor.storage.numel * tensor.storage.dtype.itemsize
-                    if archive.getinfo(record).file_size > declared:
-                        # torch writes exactly the storage's bytes; more means a crafted record
-                        # (possibly a compression bomb), so it is not even decompressed.
-                        raise _corrupt(path, f"storage record '{record}' larger than declared")
+                    size = archive.getinfo(record).file_size
+                    if size != declared:
+                        # torch writes exactly the storage's bytes; anything else is a damaged or
+                        # crafted record (possibly a compression bomb), so it is not decompressed.
+                        raise _corrupt(
+                            path,
+                            f"storage record '{record}' holds {size} bytes but the pickle "
+                            f"declares {tensor.storage.numel} x {tensor.storage.dtype.itemsize} = "
+                            f"{declared}",
+                        )
                     raw[key] = archive.read(record)
                 arrays[id(tensor)] = _materialise(tensor, raw[key], byteorder)
         except (UnsafePickleError, WeightFileError):
@@ -472,18 +588,24 @@ def _read_legacy_pth(path: Path) -> Any:
     with open(path, "rb") as stream:
         try:
             # The header pickles may contain no globals at all.
-            magic = _RestrictedUnpickler(stream).load()
+            try:
+                magic = _load_checked(stream, file_size, path)
+            except WeightFileError as err:
+                raise WeightFileError(
+                    f"{path}: not a PyTorch file (no zip archive, and it does not start with a "
+                    f"pickle: {err}); tljax reads torch .pth files and .safetensors"
+                ) from err
             if magic != _LEGACY_MAGIC:
                 raise WeightFileError(
                     f"{path}: not a PyTorch file (no zip archive, no legacy magic number); "
                     "tljax reads torch .pth files and .safetensors"
                 )
-            protocol = _RestrictedUnpickler(stream).load()
+            protocol = _load_checked(stream, file_size, path)
             if protocol != _LEGACY_PROTOCOL:
                 raise _corrupt(path, f"unsupported legacy protocol version {protocol!r}")
             # System info (endianness, type sizes): storage bytes in this format are always
             # written little-endian whatever the writer's order, so it changes nothing here.
-            _RestrictedUnpickler(stream).load()
+            _load_checked(stream, file_size, path)
 
             storages: dict[str, _StorageRef] = {}
 
@@ -494,8 +616,8 @@ def _read_legacy_pth(path: Path) -> Any:
                     raise WeightFileError(f"storage '{ref.key}' declared twice differently")
                 return ref
 
-            obj = _RestrictedUnpickler(stream, persistent_load).load()
-            keys = _RestrictedUnpickler(stream).load()
+            obj = _load_checked(stream, file_size, path, persistent_load)
+            keys = _load_checked(stream, file_size, path)
             if not isinstance(keys, list) or not all(isinstance(_decode(k), str) for k in keys):
                 raise _corrupt(path, "bad storage key list")
 
