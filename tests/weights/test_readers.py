@@ -406,3 +406,34 @@ def test_real_files_still_read_after_the_size_checks(tmp_path):
                 tensors, path, _use_new_zipfile_serialization=zip_layout, pickle_protocol=protocol
             )
             _assert_matches(read_state_dict(path), tensors)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # RecursionError in json.loads
+        b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": ' + b"[" * 50_000 + b"}",
+        b"[1, 2, 3]",  # JSON, but not an object
+    ],
+    ids=["deep", "deep_unterminated", "not_an_object"],
+)
+def test_malformed_safetensors_headers_are_weight_file_errors(tmp_path, header):
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 4)
+    with pytest.raises(
+        WeightFileError, match="deep.safetensors.*(nested too deeply|not an object)"
+    ):
+        read_state_dict(path)
+
+
+def test_safetensors_header_longer_than_the_file_is_refused_unread(tmp_path):
+    path = tmp_path / "short.safetensors"
+    path.write_bytes((99_000_000).to_bytes(8, "little") + b'{"w": 1}')
+    tracemalloc.start()
+    try:
+        with pytest.raises(WeightFileError, match="header declares 99000000 bytes in a file of 16"):
+            read_state_dict(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, peak

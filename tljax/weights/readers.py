@@ -669,9 +669,14 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as stream:
             (header_len,) = struct.unpack("<Q", stream.read(8))
-            if header_len > 100_000_000:
-                raise ValueError(f"header length {header_len}")
+            # safetensors' own limit; and never read (allocate) more than the file holds.
+            if header_len > min(100_000_000, path.stat().st_size - 8):
+                raise ValueError(
+                    f"header declares {header_len} bytes in a file of {path.stat().st_size}"
+                )
             header = json.loads(stream.read(header_len))
+        if not isinstance(header, dict):
+            raise TypeError(f"header is a JSON {type(header).__name__}, not an object")
         order = sorted(
             (k for k in header if k != "__metadata__"),
             key=lambda k: header[k]["data_offsets"][0],
@@ -683,6 +688,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
                 # and writeable rather than views of a closed memory map.
                 out[key] = np.array(handle.get_tensor(key), copy=True)
         return out
+    except RecursionError as err:  # json.loads of a deeply nested header
+        raise _corrupt(path, "header nested too deeply to be a safetensors header") from err
     except (SafetensorError, ValueError, KeyError, TypeError, struct.error, OSError) as err:
         raise _corrupt(path, f"{type(err).__name__}: {err}") from err
 
