@@ -142,8 +142,17 @@ class Split:
         epochs: int | None = None,
         drop_remainder: bool = False,
         augment: bool | None = None,
+        process_index: int = 0,
+        process_count: int = 1,
+        pad_remainder: bool = False,
     ) -> grain.IterDataset:
-        """The grain `IterDataset` behind `iterator` (for callers that add their own stages)."""
+        """The grain `IterDataset` behind `iterator` (for callers that add their own stages).
+
+        With `process_count > 1`, `batch_size` is this process's share of a global batch of
+        `batch_size · process_count`, and the process reads only its rows of each global batch
+        (`tljax.parallel.shard_for_process`). `pad_remainder` (finite streams, evaluation) completes the
+        last global batch with zero images and adds a `mask` (1 real, 0 padding or undecodable).
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if epochs is not None and epochs < 1:
@@ -163,6 +172,21 @@ class Split:
             )
         else:
             dataset = dataset.map(lambda position: self._load(position, None, False))
+        if process_count > 1 or pad_remainder:
+            from tljax.parallel.data import shard_for_process
+
+            crop = int(self.geometry.crop)
+            dataset = shard_for_process(
+                dataset,
+                batch_size,
+                process_index,
+                process_count,
+                pad=(
+                    (lambda: {"image": np.zeros((crop, crop, 3), np.uint8), "label": np.int32(0)})
+                    if pad_remainder
+                    else None
+                ),
+            )
         # In-memory arrays decode in microseconds: worker threads would only fight over the GIL. The
         # batch-level thread prefetch below still moves the whole pipeline off the training thread.
         threads = 0 if self.source.in_memory else self.num_workers
@@ -191,12 +215,16 @@ class Split:
         epochs: int | None = None,
         drop_remainder: bool = False,
         augment: bool | None = None,
+        process_index: int = 0,
+        process_count: int = 1,
+        pad_remainder: bool = False,
     ) -> grain.DatasetIterator:
         """A checkpointable iterator of `{"image": float32 [B, S, S, 3], "label": int32 [B]}`.
 
         `epochs=None` repeats forever (each epoch reshuffled); `augment=None` means "yes for train".
         Save the position with `it.get_state()` and resume with `it.set_state(state)` on a fresh
         iterator built with the same arguments: the next batch is the one that would have come.
+        `process_index`, `process_count` and `pad_remainder` are those of `dataset`.
         """
         return iter(
             self.dataset(
@@ -206,6 +234,9 @@ class Split:
                 epochs=epochs,
                 drop_remainder=drop_remainder,
                 augment=augment,
+                process_index=process_index,
+                process_count=process_count,
+                pad_remainder=pad_remainder,
             )
         )
 

@@ -180,6 +180,16 @@ class Assignment:
         return "\n".join(lines)
 
 
+def first_match(paths: Iterable[str], patterns: Sequence[str]) -> dict[str, int | None]:
+    """`{path: index of the first pattern that full-matches it, or None}`: the matching rule of every
+    rule list in tljax (parameter groups here, sharding rules in `tljax.parallel`)."""
+    compiled = [re.compile(pattern) for pattern in patterns]
+    return {
+        path: next((i for i, regex in enumerate(compiled) if regex.fullmatch(path)), None)
+        for path in paths
+    }
+
+
 def assign_groups(params: PyTree, rules: Iterable[Sequence[Any]] | Sequence[Rule]) -> Assignment:
     """Matches every parameter path against `rules` (first full match wins).
 
@@ -190,16 +200,16 @@ def assign_groups(params: PyTree, rules: Iterable[Sequence[Any]] | Sequence[Rule
     rules = tuple(rules)
     if not rules or not isinstance(rules[0], Rule):
         rules = parse_rules(rules)
-    compiled = [rule.regex for rule in rules]
+    flat = flat_paths(params)
+    matched = first_match(flat, [rule.pattern for rule in rules])
     groups, rule_of, sizes, unmatched = {}, {}, {}, []
-    for path, leaf in flat_paths(params).items():
+    for path, leaf in flat.items():
         sizes[path] = int(np.prod(leaf.shape))
-        for index, regex in enumerate(compiled):
-            if regex.fullmatch(path):
-                groups[path], rule_of[path] = rules[index].group, index
-                break
-        else:
+        index = matched[path]
+        if index is None:
             unmatched.append(path)
+        else:
+            groups[path], rule_of[path] = rules[index].group, index
     if unmatched:
         shown = ", ".join(unmatched[:20]) + (
             f", … ({len(unmatched)} in all)" if len(unmatched) > 20 else ""

@@ -97,6 +97,15 @@ def default_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 2
     config.train.precise_bn_batches = 0
 
+    # Scale-out (tljax.parallel): the device mesh as (axis, size) pairs, -1 = the devices left over; the
+    # batch is split over "data". `rules` = ((regex, axis), ...) splits matching parameters (and their
+    # optimizer slots) over a second mesh axis; everything else is replicated. `prefetch` = batches
+    # copied to the devices ahead of the step.
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.mesh = (("data", -1),)
+    config.parallel.rules = ()
+    config.parallel.prefetch = 2
+
     config.probe = ml_collections.ConfigDict()
     config.probe.taps = ("pool",)
     config.probe.resolutions = config_dict.placeholder(tuple)  # None = data.image_size only

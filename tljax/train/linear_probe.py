@@ -11,6 +11,7 @@ other recipes (validation and test accuracy, confusion matrix, metrics.jsonl, re
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import time
@@ -23,8 +24,9 @@ import numpy as np
 import optax
 from absl import logging
 
+from tljax import parallel
 from tljax.train import plots, setup
-from tljax.train.writers import MetricWriter
+from tljax.train.writers import MetricWriter, NullWriter
 
 
 def _pool(x: jax.Array) -> jax.Array:
@@ -55,33 +57,46 @@ def _split_key(config: Any, split, taps: tuple[str, ...]) -> str:
 
 
 def extract_features(
-    model, variables, split, taps: tuple[str, ...], batch_size: int
+    model,
+    variables,
+    split,
+    taps: tuple[str, ...],
+    batch_size: int,
+    placement: parallel.Placement | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features float32 [N, D], labels int32 [N]) of a split, unaugmented, in index order.
 
-    Batches are padded to `batch_size` so the feature function compiles once.
+    Runs sharded over the mesh of `placement` (default: all devices on `data`; each process reads its
+    rows of every batch). Batches are padded to `batch_size` (rounded up to a multiple of the devices)
+    so the feature function compiles once; padding and undecodable images are dropped by their mask.
     """
+    placement = placement or parallel.Placement.from_config({})
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=placement.batch)
     def features(variables, images):
         outputs = model.apply(variables, images, train=False, taps=taps)
         return jnp.concatenate([_pool(outputs[t]) for t in taps], axis=-1)
 
-    batch_size = max(1, min(batch_size, split.num_examples))
-    chunks, labels = [], []
-    for batch in split.iterator(
-        batch_size, shuffle=False, epochs=1, drop_remainder=False, augment=False
+    variables = placement.put(variables)
+    batch_size = placement.eval_batch(min(batch_size, split.num_examples))
+    chunks = []
+    for local in split.iterator(
+        batch_size // placement.process_count,
+        shuffle=False,
+        epochs=1,
+        drop_remainder=False,
+        augment=False,
+        process_index=placement.process_index,
+        process_count=placement.process_count,
+        pad_remainder=True,
     ):
-        images, n = batch["image"], len(batch["label"])
-        if n < batch_size:
-            images = np.concatenate(
-                [images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)]
-            )
-        chunks.append((features(variables, images), n))
-        labels.append(batch["label"])
+        batch = parallel.global_batch(local, placement.batch)
+        chunks.append((features(variables, batch["image"]), batch["label"], batch["mask"]))
+    fetched = parallel.fetch(chunks)
+    keep = np.concatenate([m for _, _, m in fetched]) > 0
     return (
-        np.concatenate([np.asarray(c)[:n] for c, n in chunks]).astype(np.float32),
-        np.concatenate(labels).astype(np.int32),
+        np.concatenate([f for f, _, _ in fetched])[keep].astype(np.float32),
+        np.concatenate([label for _, label, _ in fetched])[keep].astype(np.int32),
     )
 
 
@@ -95,7 +110,14 @@ def cached_features(
             logging.info("features of %s from cache %s", split.name, path)
             return cached["features"], cached["labels"]
     started = time.perf_counter()
-    features, labels = extract_features(model, variables, split, taps, config.probe.batch_size)
+    features, labels = extract_features(
+        model,
+        variables,
+        split,
+        taps,
+        config.probe.batch_size,
+        parallel.Placement.from_config(config),
+    )
     seconds = time.perf_counter() - started
     logging.info(
         "extracted %s features %s in %.1f s (%.1f img/s)",
@@ -104,10 +126,11 @@ def cached_features(
         seconds,
         len(labels) / max(seconds, 1e-9),
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, features=features, labels=labels)
-    temporary.replace(path)  # atomic: a killed run never leaves a truncated cache file
+    if parallel.is_main_process():  # every process holds all the features; one writes them
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp.npz")
+        np.savez(temporary, features=features, labels=labels)
+        temporary.replace(path)  # atomic: a killed run never leaves a truncated cache file
     return features, labels
 
 
@@ -260,7 +283,8 @@ def run_linear_probe(config: Any, workdir: Path) -> dict[str, Any]:
         "train_examples": int(len(labels["train"])),
         "train_accuracy": float(np.mean(classifier.predict(features["train"]) == labels["train"])),
     }
-    writer = MetricWriter(workdir)
+    main = parallel.is_main_process()  # one writer per run, whatever the number of processes
+    writer = MetricWriter(workdir) if main else NullWriter()
     try:
         for name in ("val", "test"):
             if name not in features:
@@ -283,16 +307,18 @@ def run_linear_probe(config: Any, workdir: Path) -> dict[str, Any]:
             if name == "test":
                 matrix = plots.confusion_matrix(labels[name], predictions, datasets.num_classes)
                 results["confusion_matrix"] = matrix.tolist()
-                plots.plot_confusion_matrix(
-                    matrix,
-                    datasets.class_names,
-                    workdir / "confusion_matrix.png",
-                    title="linear probe test",
-                )
+                if main:
+                    plots.plot_confusion_matrix(
+                        matrix,
+                        datasets.class_names,
+                        workdir / "confusion_matrix.png",
+                        title="linear probe test",
+                    )
     finally:
         writer.close()
     results["extraction_seconds"] = extraction_seconds
     results["fit_seconds"] = time.perf_counter() - fit_started
     results["seconds"] = time.perf_counter() - started
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    if main:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2))
     return results

@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tljax import optim
+from tljax import optim, parallel
 from tljax.train import plots, setup
 from tljax.train.checkpoints import Checkpointer
 from tljax.train.state import TrainState
 from tljax.train.step import make_eval_step, make_train_step
-from tljax.train.writers import MetricWriter, Progress
+from tljax.train.writers import MetricWriter, NullWriter, Progress
 from tljax.typing import PyTree
 from tljax.weights.runs import save_final_variables
 
@@ -94,43 +94,51 @@ def _non_finite_message(what: str, step: int, checkpointer: Checkpointer, config
 
 
 def evaluate(
-    eval_step, variables: PyTree, split, batch_size: int
+    eval_step,
+    variables: PyTree,
+    split,
+    batch_size: int,
+    placement: parallel.Placement | None = None,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Loss and accuracy over a whole split, plus (labels, predictions) for the confusion matrix.
 
-    Every batch is padded to `batch_size` and the padding masked, so the eval step compiles once per split.
+    Batches are global (sharded over the mesh of `placement`, default: all devices on `data`), of
+    `batch_size` rounded up to a multiple of the devices and processes; each process reads its rows, the
+    last batch is padded and every padded (or undecodable) example is masked out of every metric, so
+    each example counts exactly once and the eval step compiles once per split.
     """
-    batch_size = max(1, min(batch_size, split.num_examples))
+    placement = placement or parallel.Placement.from_config({})
+    batch_size = placement.eval_batch(min(batch_size, split.num_examples))
     iterator = split.iterator(
-        batch_size, shuffle=False, epochs=1, drop_remainder=False, augment=False
+        batch_size // placement.process_count,
+        shuffle=False,
+        epochs=1,
+        drop_remainder=False,
+        augment=False,
+        process_index=placement.process_index,
+        process_count=placement.process_count,
+        pad_remainder=True,
     )
-    sums, labels_all, predictions_all = [], [], []
-    for batch in iterator:
-        images, labels = batch["image"], batch["label"]
-        n = len(labels)
-        mask = np.zeros(batch_size, np.float32)
-        mask[:n] = 1
-        if n < batch_size:
-            images = np.concatenate(
-                [images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)]
-            )
-            labels = np.concatenate([labels, np.zeros(batch_size - n, labels.dtype)])
-        loss_sum, correct, predictions = eval_step(variables, images, labels, mask)
-        sums.append((loss_sum, correct))  # device scalars: fetched once at the end
-        labels_all.append(batch["label"])
-        predictions_all.append((predictions, n))
-    if not sums:
+    outputs = []
+    for local in iterator:
+        batch = parallel.global_batch(local, placement.batch)
+        loss_sum, correct, predictions = eval_step(
+            variables, batch["image"], batch["label"], batch["mask"]
+        )
+        # Device arrays, fetched once at the end: no host round trip per batch.
+        outputs.append((loss_sum, correct, predictions, batch["label"], batch["mask"]))
+    if not outputs:
         raise ValueError(f"split {split.name!r} produced no examples to evaluate")
-    fetched = jax.device_get(sums)
-    count = sum(n for _, n in predictions_all)
-    loss = sum(float(s[0]) for s in fetched) / count
-    accuracy = sum(float(s[1]) for s in fetched) / count
-    predictions = np.concatenate([np.asarray(p)[:n] for p, n in predictions_all])
-    return (
-        {"loss": loss, "accuracy": accuracy, "examples": count},
-        np.concatenate(labels_all),
-        predictions,
-    )
+    fetched = parallel.fetch(outputs)
+    keep = np.concatenate([o[4] for o in fetched]) > 0
+    count = int(keep.sum())
+    if not count:
+        raise ValueError(f"split {split.name!r}: none of its examples could be decoded")
+    loss = sum(float(o[0]) for o in fetched) / count
+    accuracy = sum(float(o[1]) for o in fetched) / count
+    labels = np.concatenate([o[3] for o in fetched])[keep]
+    predictions = np.concatenate([o[2] for o in fetched])[keep]
+    return {"loss": loss, "accuracy": accuracy, "examples": count}, labels, predictions
 
 
 def recompute_bn_statistics(model, variables: PyTree, update_paths, batches) -> PyTree:
@@ -215,7 +223,10 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    # The mesh first: a mesh or batch size that does not fit the devices fails before any work.
+    placement = parallel.Placement.from_config(config)
+    if placement.is_main:  # one writer per run, whatever the number of processes
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     if config.recipe == "linear_probe":
         from tljax.train.linear_probe import run_linear_probe
 
@@ -241,6 +252,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
             n_train,
             batch_size,
         )
+    local_batch = placement.local_batch(batch_size)
     steps_per_epoch = max(n_train // batch_size, 1)
     total_steps = int(config.train.steps or math.ceil(config.train.epochs * steps_per_epoch))
     eval_every = int(config.train.eval_every or steps_per_epoch)
@@ -250,32 +262,50 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
 
     optim_config = optim.OptimConfig.from_config(config.optim)
     tx = optim.build_optimizer(optim_config, groups.assignment, variables["params"], total_steps)
-    state = TrainState.create(
+
+    def create_state(params: PyTree, batch_stats: PyTree) -> TrainState:
+        return TrainState.create(params, batch_stats, tx.init(params), config.seed)
+
+    # The optimizer state is created on the devices in its final sharding, never as a host copy.
+    state, state_sharding = placement.create_state(
+        create_state,
         variables["params"],
-        variables.get("batch_stats", {}),
-        tx.init(variables["params"]),
-        config.seed,
+        jax.device_get(variables["params"]),
+        jax.device_get(variables.get("batch_stats", {})),
     )
+    del variables
     # Jitted: evaluating it eagerly for the log would compile each of its ops separately.
     schedule = jax.jit(optim.learning_rate_schedule(optim_config, total_steps))
 
     train_step = make_train_step(
-        model, tx, groups.assignment.trainable_paths(), label_smoothing=config.optim.label_smoothing
+        model,
+        tx,
+        groups.assignment.trainable_paths(),
+        label_smoothing=config.optim.label_smoothing,
+        state_sharding=state_sharding,
+        batch_sharding=placement.batch,
     )
-    eval_step = make_eval_step(model)
+    eval_step = make_eval_step(model, state_sharding.variables(), placement.batch)
     train_iter = datasets.train.iterator(
-        batch_size, shuffle=True, seed=config.seed, epochs=None, drop_remainder=True
+        local_batch,
+        shuffle=True,
+        seed=config.seed,
+        epochs=None,
+        drop_remainder=True,
+        process_index=placement.process_index,
+        process_count=placement.process_count,
     )
 
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
     restored = checkpointer.restore_latest(state)
     if restored is not None:
         state, iterator_state = restored
-        train_iter.set_state(iterator_state)
+        train_iter.set_state(placement.own_iterator_state(iterator_state))
         logging.info("resumed from %s at step %d", checkpointer.latest.directory, int(state.step))
     start_step = int(state.step)
     best = checkpointer.best_meta() or {"val_accuracy": -1.0, "step": None}
-    writer = MetricWriter(workdir, resume_step=start_step)
+    writer = MetricWriter(workdir, resume_step=start_step) if placement.is_main else NullWriter()
+    feeder = placement.feeder(train_iter)
     progress = Progress(total_steps, batch_size, start_step)
     val_metrics: dict[str, float] | None = None
     train_metrics: dict[str, float] = {}
@@ -286,7 +316,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     try:
         with _SigtermFlag() as sigterm:
             while step < total_steps:
-                batch = next(train_iter)
+                batch, data_state = next(feeder)
                 state, metrics = train_step(state, batch)
                 step += 1
                 pending.append((step, metrics))
@@ -310,7 +340,11 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                     )
                 if do_eval:
                     val_metrics, _, _ = evaluate(
-                        eval_step, state.variables(), datasets.val, config.train.eval_batch_size
+                        eval_step,
+                        state.variables(),
+                        datasets.val,
+                        config.train.eval_batch_size,
+                        placement,
                     )
                     val_metrics.pop("examples")
                     writer.write("val", step, val_metrics)
@@ -334,7 +368,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                                 "parameters became NaN/Inf", step, checkpointer, config
                             )
                         )
-                    checkpointer.save(step, state, train_iter.get_state())
+                    checkpointer.save(step, state, placement.saved_iterator_state(data_state))
                 if sigterm.requested:
                     logging.warning("preempted: checkpoint saved at step %d in %s", step, workdir)
                     return {"preempted": True, "step": step}
@@ -343,14 +377,19 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
         if config.train.precise_bn_batches and updating_bn:
             # Deterministic (own seed, no augmentation), so a resumed run recomputes the same statistics.
             calibration = datasets.train.iterator(
-                batch_size,
+                local_batch,
                 shuffle=True,
                 seed=config.seed + 1,
                 epochs=None,
                 drop_remainder=True,
                 augment=False,
+                process_index=placement.process_index,
+                process_count=placement.process_count,
             )
-            batches = (next(calibration) for _ in range(int(config.train.precise_bn_batches)))
+            batches = (
+                parallel.global_batch(next(calibration), placement.batch)
+                for _ in range(int(config.train.precise_bn_batches))
+            )
             state = state.replace(
                 batch_stats=recompute_bn_statistics(model, state.variables(), updating_bn, batches)
             )
@@ -376,12 +415,16 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
             "final_train_accuracy": train_metrics.get("accuracy"),
             "train_trace_count": train_step.trace_count,
             # Content hash of the final parameters and BN statistics: equal runs give equal digests.
-            "params_digest": setup.tree_digest(state.variables()),
+            "params_digest": setup.tree_digest(parallel.fetch(state.variables())),
         }
         if datasets.val is not None:
             if val_metrics is None:  # resumed after the last step: evaluate again
                 val_metrics, _, _ = evaluate(
-                    eval_step, state.variables(), datasets.val, config.train.eval_batch_size
+                    eval_step,
+                    state.variables(),
+                    datasets.val,
+                    config.train.eval_batch_size,
+                    placement,
                 )
             results.update(
                 val_accuracy=val_metrics["accuracy"],
@@ -391,7 +434,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
             )
         if datasets.test is not None:
             test_metrics, labels, predictions = evaluate(
-                eval_step, state.variables(), datasets.test, config.train.eval_batch_size
+                eval_step, state.variables(), datasets.test, config.train.eval_batch_size, placement
             )
             writer.write(
                 "test", step, {"loss": test_metrics["loss"], "accuracy": test_metrics["accuracy"]}
@@ -403,16 +446,21 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
             )
             matrix = plots.confusion_matrix(labels, predictions, datasets.num_classes)
             results["confusion_matrix"] = matrix.tolist()
-            plots.plot_confusion_matrix(
-                matrix,
-                datasets.class_names,
-                workdir / "confusion_matrix.png",
-                title=f"{config.recipe} test",
-            )
+            if placement.is_main:
+                plots.plot_confusion_matrix(
+                    matrix,
+                    datasets.class_names,
+                    workdir / "confusion_matrix.png",
+                    title=f"{config.recipe} test",
+                )
             if best["step"] is not None and best["step"] != step:
                 best_variables = checkpointer.restore_best(state.variables())
                 best_test, _, _ = evaluate(
-                    eval_step, best_variables, datasets.test, config.train.eval_batch_size
+                    eval_step,
+                    best_variables,
+                    datasets.test,
+                    config.train.eval_batch_size,
+                    placement,
                 )
                 results["test_accuracy_at_best_val"] = best_test["accuracy"]
             logging.info(
@@ -420,11 +468,12 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                 100 * test_metrics["accuracy"],
                 test_metrics["examples"],
             )
-        plots.plot_learning_curve(
-            writer.history(),
-            workdir / "learning_curve.png",
-            title=f"{config.recipe}: {config.model.name}",
-        )
+        if placement.is_main:
+            plots.plot_learning_curve(
+                writer.history(),
+                workdir / "learning_curve.png",
+                title=f"{config.recipe}: {config.model.name}",
+            )
         results["images_per_second"] = (
             float(np.median(images_per_second)) if images_per_second else None
         )
@@ -433,7 +482,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
         # before results.json, whose presence marks the run finished.
         save_final_variables(
             workdir,
-            state.variables(),
+            parallel.fetch(state.variables()),  # orbax: every process calls it
             {
                 "model": config.model.name,
                 "num_classes": datasets.num_classes,
@@ -441,7 +490,8 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                 "step": step,
             },
         )
-        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        if placement.is_main:
+            (workdir / "results.json").write_text(json.dumps(results, indent=2))
         return results
     finally:
         writer.close()

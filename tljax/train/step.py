@@ -13,11 +13,13 @@ exactly once, and a test asserts it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from tljax.optim import merge_params, split_params
 from tljax.train.state import TrainState, wrap_key
@@ -58,11 +60,16 @@ def make_train_step(
     trainable_paths: Sequence[str],
     *,
     label_smoothing: float = 0.0,
+    state_sharding: PyTree | None = None,
+    batch_sharding: Any | None = None,
 ) -> CountedJit:
     """`step(state, batch) -> (state, metrics)`, jitted, donating the old state's buffers.
 
     `batch` is `{"image": float32 [B, H, W, 3], "label": int32 [B]}`; metrics are device scalars
-    `loss`, `accuracy` (fetched lazily by the loop: no host round trip inside a step).
+    `loss`, `accuracy` (fetched lazily by the loop: no host round trip inside a step). With
+    `state_sharding` (a tree of shardings like the state) and `batch_sharding` (`tljax.parallel`), the
+    step is one SPMD program over the mesh: the state keeps its sharding, the metrics are replicated, and
+    every mean over the batch (loss, gradients, BatchNorm statistics) is over the global batch.
     """
     trainable_paths = tuple(trainable_paths)
 
@@ -103,13 +110,23 @@ def make_train_step(
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
         return new_state, {"loss": loss, "accuracy": accuracy}
 
-    return CountedJit(step, donate_argnums=(0,))
+    shardings = {}
+    if state_sharding is not None and batch_sharding is not None:
+        replicated = NamedSharding(batch_sharding.mesh, PartitionSpec())
+        shardings = dict(
+            in_shardings=(state_sharding, batch_sharding),
+            out_shardings=(state_sharding, replicated),
+        )
+    return CountedJit(step, donate_argnums=(0,), **shardings)
 
 
-def make_eval_step(model: nn.Module) -> CountedJit:
+def make_eval_step(
+    model: nn.Module, variables_sharding: PyTree | None = None, batch_sharding: Any | None = None
+) -> CountedJit:
     """`eval_step(variables, images, labels, mask) -> (loss_sum, correct_sum, predictions [B])`.
 
     The loop pads the last batch to the fixed batch size and masks the padding, so eval traces once too.
+    With shardings (see `make_train_step`), the sums are replicated and the predictions batch-sharded.
     """
 
     def eval_step(variables: PyTree, images: jax.Array, labels: jax.Array, mask: jax.Array):
@@ -119,4 +136,11 @@ def make_eval_step(model: nn.Module) -> CountedJit:
         mask = mask.astype(jnp.float32)
         return jnp.sum(losses * mask), jnp.sum((predictions == labels) * mask), predictions
 
-    return CountedJit(eval_step)
+    shardings = {}
+    if variables_sharding is not None and batch_sharding is not None:
+        replicated = NamedSharding(batch_sharding.mesh, PartitionSpec())
+        shardings = dict(
+            in_shardings=(variables_sharding, batch_sharding, batch_sharding, batch_sharding),
+            out_shardings=(replicated, replicated, batch_sharding),
+        )
+    return CountedJit(eval_step, **shardings)

@@ -118,3 +118,17 @@ class Progress:
         )
         logging.info(text)
         return text, images_per_second
+
+
+class NullWriter:
+    """The metric writer of processes other than 0 in a multi-process run: the run's metrics are
+    written once, by process 0 (`tljax.parallel`)."""
+
+    def write(self, split: str, step: int, metrics: dict[str, Any]) -> None:
+        del split, step, metrics
+
+    def history(self) -> list[dict[str, Any]]:
+        return []
+
+    def close(self) -> None:
+        pass
