@@ -25,7 +25,20 @@ _VERBOSE = flags.DEFINE_bool(
 
 
 def describe(error: BaseException) -> str | None:
-    """The one-line message for a known, user-fixable error; None for an error that is a bug."""
+    """The one-line message for a known, user-fixable error; None for an error that is a bug.
+
+    An error caused by a known `OSError` (a library's wrapper around a full disk, TensorStore's
+    `os_error_code=28` under orbax) is described by that `OSError`.
+    """
+    message = _describe_one(error)
+    if message is None:
+        os_error = errors.os_error_of(error)
+        if os_error is not None and os_error is not error:
+            return _describe_one(os_error)
+    return message
+
+
+def _describe_one(error: BaseException) -> str | None:
     if isinstance(error, errors.UserError):
         return _one_line(str(error))
     if isinstance(error, OSError):

@@ -4,6 +4,8 @@
     python -m tljax.convert --weights=~/Downloads/vgg16-397923af.pth --out=vgg16-flax [--model=vgg16]
 
 Load the result with `tljax.weights.load("vgg16-flax")` (an orbax checkpoint plus `tljax_weights.json`).
+Known errors (unknown weights, an unreadable or mismatched file, an --out that is not writable, a full
+disk) are printed as one line and exit 2 (`tljax.cli`); `--verbose` shows the traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from tljax import cli
 from tljax.weights import convert
 
 _WEIGHTS = flags.DEFINE_string(
@@ -33,4 +36,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

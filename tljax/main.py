@@ -4,9 +4,15 @@ r"""Train, fine-tune or probe a pretrained backbone from one command.
     python -m tljax.main --config=configs/feature_extractor.py:shots=10 --workdir=/tmp/fe10 \
         --config.optim.lr=0.01
 
-Configs are locked: `--config.optim.lrr=0.01` (a typo) is refused instead of silently ignored. Running
-the same command again resumes from the newest checkpoint in --workdir. All the work happens in
+Configs are locked: `--config.optim.lrr=0.01` (a typo) is refused instead of silently ignored, and
+out-of-range values (`--config.train.steps=-5`) are refused by name. Running the same command again
+resumes from the newest checkpoint in --workdir; a different config is refused unless the changed keys
+are safe and named, `--resume_with_changes=train.steps`. All the work happens in
 `tljax.train.train_and_evaluate`, which tests call directly.
+
+Exit codes (`tljax.errors`): 0 finished (or already finished), 1 the run failed (NaN/Inf loss), 2 bad
+config, flags or workdir (one line on stderr), 75 preempted by SIGTERM with a checkpoint saved
+(relaunch to resume), 130 interrupted by SIGINT / Ctrl-C (also resumable).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from tljax import cli, errors
 from tljax.train import NonFiniteLossError, train_and_evaluate
 
 FLAGS = flags.FLAGS
@@ -25,14 +32,27 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config file, `path.py[:arg]`.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and figures.")
+_RESUME_WITH_CHANGES = flags.DEFINE_list(
+    "resume_with_changes",
+    [],
+    "Config keys a relaunch on an existing --workdir may change, e.g. train.steps (recorded in the "
+    "workdir's history.jsonl; see tljax.train.workdir.SAFE_TO_CHANGE).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 class _QuietLibraries(std_logging.Filter):
-    """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint) from the console."""
+    """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint) from the console, and the
+    tracebacks of its worker threads' errors: the failure reaches the main thread, which reports it
+    once (a full disk as one line), and the thread's one-line message stays."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+        if "/orbax/" not in record.pathname:
+            return True
+        if record.levelno < std_logging.WARNING:
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
 def main(argv: list[str]) -> int:
@@ -43,13 +63,25 @@ def main(argv: list[str]) -> int:
     config = _CONFIG.value
     logging.info("config:\n%s", config)
     try:
-        results = train_and_evaluate(config, _WORKDIR.value)
+        results = train_and_evaluate(
+            config, _WORKDIR.value, resume_with_changes=_RESUME_WITH_CHANGES.value
+        )
     except NonFiniteLossError as error:
         logging.error("%s", error)
-        return 1
+        return errors.EXIT_FAILED
+    except (
+        KeyboardInterrupt
+    ):  # a second Ctrl-C: stopped at once, the last complete checkpoint stands
+        print("error: interrupted; rerun the same command to resume", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
+    if results.get("preempted"):
+        print(json.dumps(results))
+        return (
+            errors.EXIT_INTERRUPTED if results.get("signal") == "SIGINT" else errors.EXIT_PREEMPTED
+        )
     summary = {k: v for k, v in results.items() if k != "confusion_matrix"}
     print(json.dumps(summary, indent=2))
-    return 0
+    return errors.EXIT_OK
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -64,11 +96,11 @@ def parse_flags(argv: list[str]) -> list[str]:
             "valid keys)",
             file=sys.stderr,
         )
-        sys.exit(2)
+        sys.exit(errors.EXIT_USER_ERROR)
 
 
 def run() -> None:
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
+    cli.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import fixtures
 import pytest
 import tiny_model
 
+from tljax import errors
 from tljax.train import train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,12 +83,12 @@ def test_sigterm_then_kill9_then_resume_matches_uninterrupted(data_root, tmp_pat
     assert reference["train_trace_count"] == 1
 
     workdir = tmp_path / "interrupted"
-    # 1) SIGTERM: the run saves after the current step and exits 0, without final results.
+    # 1) SIGTERM: the run saves after the current step and exits 75 (preempted), without final results.
     process = _start(data_root, workdir)
     _wait_for_checkpoint(workdir, 3, process)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
+    assert process.returncode == errors.EXIT_PREEMPTED, output
     assert "preempted" in output and not (workdir / "results.json").exists()
     preempted_step = max(
         int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()

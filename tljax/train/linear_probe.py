@@ -24,8 +24,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from tljax import parallel
+from tljax import fileio, parallel
 from tljax.train import plots, setup
+from tljax.train import workdir as workdir_lib
 from tljax.train.writers import MetricWriter, NullWriter
 
 
@@ -128,9 +129,10 @@ def cached_features(
     )
     if parallel.is_main_process():  # every process holds all the features; one writes them
         cache_dir.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp.npz")
-        np.savez(temporary, features=features, labels=labels)
-        temporary.replace(path)  # atomic: a killed run never leaves a truncated cache file
+        # A unique temporary name, then a rename: a killed run never leaves a truncated cache file,
+        # and two probes sharing a cache directory never write into each other's temporary file.
+        with fileio.atomic_path(path) as temporary:
+            np.savez(temporary, features=features, labels=labels)
     return features, labels
 
 
@@ -320,5 +322,5 @@ def run_linear_probe(config: Any, workdir: Path) -> dict[str, Any]:
     results["fit_seconds"] = time.perf_counter() - fit_started
     results["seconds"] = time.perf_counter() - started
     if main:
-        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        return workdir_lib.write_results(workdir, results)
     return results

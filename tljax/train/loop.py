@@ -5,18 +5,24 @@ writers. What makes a killed run finish with the same numbers as an uninterrupte
   * the TrainState (params, BN statistics, optimizer state, step, base RNG key) and the grain iterator
     position are saved together in one orbax checkpoint, written atomically;
   * the dropout key of step s is `fold_in(rng, s)` and the data order depends on the seed only;
-  * on start the newest complete checkpoint is restored, and metrics written after it are dropped.
-SIGTERM (preemption) saves a checkpoint after the current step and returns cleanly. A NaN/Inf loss stops
-the run before anything else is saved, naming the step.
+  * on start the newest intact checkpoint is restored (damaged newer ones are moved aside), and metrics
+    written after it are dropped.
+Before anything is written the config is validated (`validate`), the workdir is checked writable, locked
+against a second process and its config record checked (`workdir`): a relaunch with a different config is
+refused, a finished run re-reports its recorded results. SIGTERM (preemption) and SIGINT (Ctrl-C) save a
+checkpoint after the current step (or abandon the run cleanly before the first one) and return
+`{"preempted": True, "signal": ...}`; a second signal of the same kind stops at once. A NaN/Inf loss
+stops the run before anything else is saved, naming the step.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,8 @@ import numpy as np
 from absl import logging
 
 from tljax import optim, parallel
-from tljax.train import plots, setup
+from tljax.train import plots, setup, validate
+from tljax.train import workdir as workdir_lib
 from tljax.train.checkpoints import Checkpointer
 from tljax.train.state import TrainState
 from tljax.train.step import make_eval_step, make_train_step
@@ -39,28 +46,46 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/Inf loss (or parameters); the message names the step and the remedies."""
 
 
-class _SigtermFlag:
-    """Turns SIGTERM into a flag the loop checks after each step (install only from the main thread)."""
+class _StopSignals:
+    """Turns SIGTERM and SIGINT into a flag the loop checks after each step (main thread only).
+
+    A save in progress is never interrupted (no half-written `*.orbax-checkpoint-tmp`, no exception in
+    grain's threads); the loop saves after the current step and returns. A second signal of the same
+    kind means "now": SIGINT raises `KeyboardInterrupt`, SIGTERM gets its default action.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.requested: str | None = None  # "SIGTERM" or "SIGINT" once one arrived
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
-        del signum, frame
-        self.requested = True
+        del frame
+        name = signal.Signals(signum).name
+        if self.requested == name:
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.raise_signal(signum)
+            return
+        self.requested = name
         logging.warning(
-            "SIGTERM received: saving a checkpoint after the current step, then exiting"
+            "%s received: saving a checkpoint after the current step, then exiting (send it again "
+            "to stop at once)",
+            name,
         )
 
-    def __enter__(self) -> _SigtermFlag:
+    def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 @jax.jit
@@ -81,7 +106,8 @@ def _non_finite_message(what: str, step: int, checkpointer: Checkpointer, config
         else "no checkpoint was written"
     )
     return (
-        f"{what} at step {step}: training stopped and {kept}. Likely fixes: a lower learning rate "
+        f"{what} at step {step}: training stopped and {kept}. Likely fixes, in a new --workdir (this "
+        "one records the diverged run's config): a lower learning rate "
         f"(now --config.optim.lr={config.optim.lr:g}; try 10× lower), "
         + (
             "float32 compute instead of bfloat16 (--config.model.dtype=float32), "
@@ -214,23 +240,48 @@ def _flush_train_metrics(
     }
 
 
-def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
+def train_and_evaluate(
+    config: Any, workdir: str | Path, *, resume_with_changes: Iterable[str] = ()
+) -> dict[str, Any]:
     """Trains (or resumes) the configured recipe in `workdir` and returns the final metrics.
 
-    Returns `{"preempted": True, "step": s}` when stopped by SIGTERM (a checkpoint at step s exists).
-    The workdir receives checkpoints/, best/, tensorboard/, metrics.jsonl, results.json,
-    learning_curve.png and confusion_matrix.png.
+    Before any work: the config is validated (`ConfigError`), the workdir checked writable, locked and
+    its config record checked (`WorkdirError` / `ConfigError`; `resume_with_changes` names the keys of
+    `workdir.SAFE_TO_CHANGE` a relaunch may change, recorded in history.jsonl). A workdir whose run
+    already finished returns its recorded results without training. Returns
+    `{"preempted": True, "signal": "SIGTERM" | "SIGINT", "step": s}` when stopped by a signal (a
+    checkpoint at step s exists, or s is the restored step when stopped before the first new step).
+    The workdir receives config.json, history.jsonl, checkpoints/, best/, tensorboard/, metrics.jsonl,
+    results.json, learning_curve.png and confusion_matrix.png.
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    # The mesh first: a mesh or batch size that does not fit the devices fails before any work.
+    validate.validate_config(config)
+    workdir = workdir_lib.check_writable(workdir)
+    # The mesh next: a mesh or batch size that does not fit the devices fails before any work.
     placement = parallel.Placement.from_config(config)
-    if placement.is_main:  # one writer per run, whatever the number of processes
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    if config.recipe == "linear_probe":
-        from tljax.train.linear_probe import run_linear_probe
+    # In a multi-process run every process shares the workdir and orbax coordinates their writes: the
+    # lock keeps other runs out, so the main process alone holds it and records the config.
+    lock = workdir_lib.WorkdirLock(workdir) if placement.is_main else contextlib.nullcontext()
+    with lock, _StopSignals() as stop:
+        if placement.is_main:
+            workdir_lib.record_config(workdir, config, resume_with_changes)
+        if workdir_lib.is_finished(workdir):
+            logging.info(
+                "%s already holds the finished run of this config: reporting its recorded results "
+                "(use a new --workdir to run it again)",
+                workdir,
+            )
+            return workdir_lib.read_results(workdir) or {}
+        if config.recipe == "linear_probe":
+            from tljax.train.linear_probe import run_linear_probe
 
-        return run_linear_probe(config, workdir)
+            return run_linear_probe(config, workdir)
+        return _train_and_evaluate(config, workdir, stop, placement)
+
+
+def _train_and_evaluate(
+    config: Any, workdir: Path, stop: _StopSignals, placement: parallel.Placement
+) -> dict[str, Any]:
+    """The training recipes' run, once the workdir is locked and its config checked."""
     started = time.perf_counter()
 
     # Data, model and initial variables.
@@ -239,6 +290,7 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     model = setup.build_model(config, datasets.num_classes)
     variables = setup.init_variables(config, model, size)
     groups = setup.build_groups(config, model, variables)
+    _warn_unused_rules(config, groups)
     # The BN policy is a property of the forward pass, so it is baked into the model.
     model = setup.build_model(config, datasets.num_classes, frozen_bn=groups.frozen_bn)
 
@@ -314,7 +366,10 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
     step = start_step
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     try:
-        with _SigtermFlag() as sigterm:
+        with contextlib.nullcontext(stop) as sigterm:
+            if sigterm.requested:  # arrived while setting up: nothing new to save
+                logging.warning("%s: stopped before training, at step %d", sigterm.requested, step)
+                return {"preempted": True, "signal": sigterm.requested, "step": step}
             while step < total_steps:
                 batch, data_state = next(feeder)
                 state, metrics = train_step(state, batch)
@@ -370,8 +425,10 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                         )
                     checkpointer.save(step, state, placement.saved_iterator_state(data_state))
                 if sigterm.requested:
-                    logging.warning("preempted: checkpoint saved at step %d in %s", step, workdir)
-                    return {"preempted": True, "step": step}
+                    logging.warning(
+                        "%s: checkpoint saved at step %d in %s", sigterm.requested, step, workdir
+                    )
+                    return {"preempted": True, "signal": sigterm.requested, "step": step}
 
         updating_bn = [p for p, d in groups.bn_decisions.items() if d == "update"]
         if config.train.precise_bn_batches and updating_bn:
@@ -399,6 +456,13 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                 len(updating_bn),
                 config.train.precise_bn_batches,
             )
+
+        if not train_metrics:  # resumed at the last step: report the recorded final train metrics
+            recorded = [r for r in writer.history() if r.get("split") == "train"]
+            if recorded:
+                train_metrics = {
+                    k: recorded[-1][k] for k in ("loss", "accuracy") if k in recorded[-1]
+                }
 
         # Final evaluation.
         results: dict[str, Any] = {
@@ -455,14 +519,15 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
                 )
             if best["step"] is not None and best["step"] != step:
                 best_variables = checkpointer.restore_best(state.variables())
-                best_test, _, _ = evaluate(
-                    eval_step,
-                    best_variables,
-                    datasets.test,
-                    config.train.eval_batch_size,
-                    placement,
-                )
-                results["test_accuracy_at_best_val"] = best_test["accuracy"]
+                if best_variables is not None:  # None: the best checkpoint was damaged (set aside)
+                    best_test, _, _ = evaluate(
+                        eval_step,
+                        best_variables,
+                        datasets.test,
+                        config.train.eval_batch_size,
+                        placement,
+                    )
+                    results["test_accuracy_at_best_val"] = best_test["accuracy"]
             logging.info(
                 "test accuracy %.2f%% (%d images)",
                 100 * test_metrics["accuracy"],
@@ -491,11 +556,35 @@ def train_and_evaluate(config: Any, workdir: str | Path) -> dict[str, Any]:
             },
         )
         if placement.is_main:
-            (workdir / "results.json").write_text(json.dumps(results, indent=2))
+            return workdir_lib.write_results(workdir, results)
         return results
     finally:
-        writer.close()
-        checkpointer.close()
+        for close in (writer.close, checkpointer.close):
+            try:
+                close()
+            except (
+                OSError
+            ) as error:  # e.g. a full disk: must not mask the error that stopped the run
+                logging.warning("while closing the run's files: %s", error)
         # Stop the iterator's prefetch threads now, while the interpreter is fully alive (at exit,
         # grain's finaliser can run after the modules it needs are gone and print noise).
         del train_iter
+
+
+def _warn_unused_rules(config: Any, groups: setup.Groups) -> list[str]:
+    """Logs a warning naming each `optim.param_rules` / `bn.rules` regex that matches nothing."""
+    found = []
+    param_paths = list(groups.assignment.groups)
+    for key, rules, paths in (
+        ("optim.param_rules", config.optim.param_rules, param_paths),
+        ("bn.rules", config.bn.rules, list(groups.bn_decisions)),
+    ):
+        for pattern in validate.unused_rules(rules, paths):
+            found.append(f"{key} {pattern!r}")
+            logging.warning(
+                "%s rule %r matches no %s: a typo? (its parameters fall through to later rules)",
+                key,
+                pattern,
+                "parameter" if key.startswith("optim") else "BN layer",
+            )
+    return found

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from tljax import fileio
+
 
 def _pyplot():
     import matplotlib
@@ -59,7 +61,8 @@ def plot_learning_curve(
         axis.legend()
     figure.suptitle(title or "learning curve")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with fileio.atomic_path(path) as temporary:  # a killed run never leaves half a PNG
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
 
 
@@ -93,5 +96,6 @@ def plot_confusion_matrix(
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     axis.set_title(f"{title} accuracy {100 * accuracy:.2f}%".strip())
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with fileio.atomic_path(path) as temporary:  # a killed run never leaves half a PNG
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)

@@ -36,21 +36,17 @@ def _import_summary_writer():
 class MetricWriter:
     """Appends `{"step", "split", **metrics}` records to `metrics.jsonl` and TensorBoard (tensorboardX).
 
-    On resume from step S, records after S (written by the killed run after its last checkpoint) are
-    dropped from `metrics.jsonl` and TensorBoard is told to purge them, so curves have no duplicates.
+    On resume from step S, records after S (written by the killed run after its last checkpoint), the
+    final "test" records of a run killed while finishing, and a torn last line are cut off the end of
+    `metrics.jsonl` — the file is truncated in place, the earlier records are never rewritten — and
+    TensorBoard is told to purge them, so curves have no duplicates. A fresh start (S = 0) empties it.
     """
 
     def __init__(self, workdir: str | os.PathLike, *, resume_step: int = 0):
         SummaryWriter = _import_summary_writer()
 
         self.path = Path(workdir) / "metrics.jsonl"
-        kept = (
-            [r for r in self.read(self.path) if r.get("step", 0) <= resume_step]
-            if resume_step
-            else []
-        )
-        with open(self.path, "w") as file:
-            file.writelines(json.dumps(r) + "\n" for r in kept)
+        _truncate_after(self.path, resume_step)
         self._file = open(self.path, "a")  # noqa: SIM115 (closed in close())
         self._tb = SummaryWriter(
             str(Path(workdir) / "tensorboard"), purge_step=resume_step + 1 if resume_step else None
@@ -83,6 +79,29 @@ class MetricWriter:
     def close(self) -> None:
         self._file.close()
         self._tb.close()
+
+
+def _truncate_after(path: Path, resume_step: int) -> None:
+    """Cuts `path` before its first record that a run resumed at `resume_step` will write again."""
+    if not path.exists():
+        return
+    keep = 0
+    if resume_step:
+        with open(path, "rb") as file:
+            for line in file:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                if (
+                    not line.endswith(b"\n")
+                    or record.get("step", 0) > resume_step
+                    or record.get("split") == "test"  # written after the last step only
+                ):
+                    break
+                keep += len(line)
+    if keep < path.stat().st_size:
+        os.truncate(path, keep)
 
 
 def format_duration(seconds: float) -> str:

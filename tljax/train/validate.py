@@ -1,0 +1,228 @@
+"""Config validation for every training config, in one place, before anything is written.
+
+`validate_config(config)` checks each key `train_and_evaluate` (and the linear probe) reads against its
+valid range and refuses the config with one `ConfigError` line naming every bad key, its value and the
+range — so `train.steps=-5` cannot "finish" with an untrained model, `data.train_per_class=0` cannot mean
+"all", `train.batch_size=0` is not a ZeroDivisionError deep in the loop and `train.keep_checkpoints=0`
+cannot make resuming impossible. `unused_rules(...)` finds the regex rules of `optim.param_rules` and
+`bn.rules` that match nothing (usually a typo while the catch-all still matches everything), which
+`train_and_evaluate` logs as warnings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from tljax.errors import ConfigError
+
+RECIPES = ("feature_extractor", "finetune_top", "finetune_all", "scratch", "linear_probe")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant")
+DTYPES = ("float32", "bfloat16")
+PROBE_CLASSIFIERS = ("logistic", "linear_svc", "optax")
+
+_MISSING = object()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _at_least(
+    bound: float, *, integer: bool = False, optional: bool = False
+) -> tuple[Callable, str]:
+    kind = "an integer" if integer else "a number"
+    text = f"{kind} >= {bound:g}" + (" (or None)" if optional else "")
+
+    def check(value: Any) -> bool:
+        if value is None:
+            return optional
+        return (_integer(value) if integer else _number(value)) and value >= bound
+
+    return check, text
+
+
+def _above(bound: float) -> tuple[Callable, str]:
+    return (lambda value: _number(value) and value > bound), f"a number > {bound:g}"
+
+
+def _interval(low: float, high: float, *, closed_high: bool) -> tuple[Callable, str]:
+    bracket = "]" if closed_high else ")"
+
+    def check(value: Any) -> bool:
+        return _number(value) and low <= value and (value <= high if closed_high else value < high)
+
+    return check, f"a number in [{low:g}, {high:g}{bracket}"
+
+
+def _one_of(choices: Sequence[str]) -> tuple[Callable, str]:
+    return (lambda value: value in choices), "one of " + ", ".join(repr(c) for c in choices)
+
+
+def _pair(low: float, high: float) -> tuple[Callable, str]:
+    def check(value: Any) -> bool:
+        return (
+            isinstance(value, list | tuple)
+            and len(value) == 2
+            and all(_number(v) for v in value)
+            and low < value[0] <= value[1] <= high
+        )
+
+    high_text = "inf" if math.isinf(high) else f"{high:g}"
+    return check, f"a pair (lo, hi) with {low:g} < lo <= hi <= {high_text}"
+
+
+def _taps(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(isinstance(t, str) for t in value)
+    )
+
+
+def _resolutions(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(_integer(v) and v >= 1 for v in value)
+    )
+
+
+# key → (check, the valid range as the message states it). Keys a config does not have are skipped, so
+# older or partial configs (tests, the sweep engine's) validate too.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "recipe": _one_of(RECIPES),
+    "seed": (_integer, "an integer"),
+    "model.dtype": _one_of(DTYPES),
+    "optim.name": _one_of(OPTIMIZERS),
+    "optim.lr": _above(0),
+    "optim.momentum": _interval(0, 1, closed_high=False),
+    "optim.b1": _interval(0, 1, closed_high=False),
+    "optim.b2": _interval(0, 1, closed_high=False),
+    "optim.eps": _above(0),
+    "optim.weight_decay": _at_least(0),
+    "optim.schedule": _one_of(SCHEDULES),
+    "optim.warmup_steps": _at_least(0, integer=True),
+    "optim.grad_clip": _at_least(0),
+    "optim.trainable_stages": _at_least(1, integer=True),
+    # 0 freezes the backbone by learning rate; the "frozen" group is the better way, but 0 is meaningful.
+    "optim.backbone_lr_mult": _at_least(0),
+    "optim.layer_decay": _interval(0, 1, closed_high=True),
+    "optim.label_smoothing": _interval(0, 1, closed_high=False),
+    "train.batch_size": _at_least(1, integer=True),
+    "train.eval_batch_size": _at_least(1, integer=True),
+    "train.steps": (
+        lambda v: _integer(v) and v >= 0,
+        "an integer > 0 (or 0 to derive it from train.epochs)",
+    ),
+    "train.epochs": _at_least(0),
+    "train.log_every": _at_least(1, integer=True),
+    "train.eval_every": (
+        lambda v: _integer(v) and v >= 0,
+        "an integer >= 1 (or 0 for once per epoch)",
+    ),
+    "train.checkpoint_every": _at_least(1, integer=True),
+    "train.keep_checkpoints": _at_least(1, integer=True),
+    "train.precise_bn_batches": _at_least(0, integer=True),
+    "data.image_size": _at_least(1, integer=True, optional=True),
+    "data.resize_size": _at_least(1, integer=True, optional=True),
+    "data.train_per_class": (
+        lambda v: v is None or (_integer(v) and v >= 1),
+        "an integer >= 1 (or None / shots=all for the full training set)",
+    ),
+    "data.val_per_class": (
+        lambda v: v is None or (_integer(v) and v >= 1),
+        "an integer >= 1 (or None for no per-class validation split)",
+    ),
+    "data.val_fraction": _interval(0, 1, closed_high=False),
+    "data.test_fraction": _interval(0, 1, closed_high=False),
+    "data.test_per_class": (
+        lambda v: v is None or (_integer(v) and v >= 1),
+        "an integer >= 1 (or None for the whole test split)",
+    ),
+    "data.num_workers": _at_least(0, integer=True),
+    "data.prefetch_batches": _at_least(0, integer=True),
+    "data.augment.scale": _pair(0, 1),
+    "data.augment.ratio": _pair(0, math.inf),
+    "data.augment.hflip_prob": _interval(0, 1, closed_high=True),
+    "probe.taps": (_taps, "a non-empty list of tap names"),
+    "probe.resolutions": (_resolutions, "None or a non-empty list of integers >= 1"),
+    "probe.classifier": _one_of(PROBE_CLASSIFIERS),
+    "probe.C": _above(0),
+    "probe.max_iter": _at_least(1, integer=True),
+    "probe.batch_size": _at_least(1, integer=True),
+    "probe.optax_steps": _at_least(1, integer=True),
+    "probe.optax_lr": _above(0),
+}
+
+
+def _get(config: Any, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError, AttributeError):
+            return _MISSING
+    return node
+
+
+def config_problems(config: Any) -> list[str]:
+    """Every out-of-range key of `config` as `"key=value: must be <range>"` (empty when valid)."""
+    problems = []
+    for key, (check, valid) in RULES.items():
+        value = _get(config, key)
+        if value is _MISSING:
+            continue
+        if not check(value):
+            problems.append(f"{key}={value!r}: must be {valid}")
+    steps, epochs = _get(config, "train.steps"), _get(config, "train.epochs")
+    if steps == 0 and _number(epochs) and epochs <= 0 and _get(config, "recipe") != "linear_probe":
+        problems.append(
+            f"train.steps=0 and train.epochs={epochs!r}: nothing to train; set train.steps > 0 or "
+            "train.epochs > 0"
+        )
+    for key in ("optim.param_rules", "bn.rules"):
+        rules = _get(config, key)
+        for index, rule in enumerate(rules or ()):
+            pattern = rule[0] if isinstance(rule, list | tuple) and len(rule) == 2 else None
+            if not isinstance(pattern, str):
+                problems.append(f"{key}[{index}]={rule!r}: must be a (regex, group) pair")
+                continue
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                problems.append(f"{key}[{index}]: invalid regex {pattern!r} ({error})")
+    return problems
+
+
+def validate_config(config: Any) -> None:
+    """Raises one `ConfigError` line naming every bad key, its value and its valid range."""
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError(
+            "invalid config: "
+            + "; ".join(problems)
+            + " (fix the config file or override, e.g. --config.train.steps=100)"
+        )
+
+
+def unused_rules(rules: Iterable[Sequence[Any]] | None, paths: Iterable[str]) -> list[str]:
+    """The regexes of `rules` (`(regex, group)` pairs) that full-match none of `paths`.
+
+    Such a rule is almost always a typo whose parameters silently fall through to a later rule (the
+    catch-all), so the caller warns with its name.
+    """
+    paths = list(paths)
+    unused = []
+    for rule in rules or ():
+        regex = re.compile(rule[0])
+        if not any(regex.fullmatch(path) for path in paths):
+            unused.append(str(rule[0]))
+    return unused
