@@ -244,7 +244,7 @@ def _translated_write_errors(path: str | os.PathLike) -> Iterator[None]:
         yield
     except Exception as error:
         os_error = os_error_of(error, path)
-        if os_error is None or (os_error is error and error.filename):  # type: ignore[attr-defined]
+        if os_error is None or (os_error is error and os_error.filename):
             raise
         raise OSError(
             os_error.errno, os_error.strerror, os_error.filename or os.fspath(path)

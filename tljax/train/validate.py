@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tljax.errors import ConfigError
+from tljax.optim.recipes import RECIPES as TRAINING_RECIPES
+from tljax.optim.recipes import TRANSFER_MODES
 
-RECIPES = ("feature_extractor", "finetune_top", "finetune_all", "scratch", "linear_probe")
+RECIPES = (*TRAINING_RECIPES, "linear_probe")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 DTYPES = ("float32", "bfloat16")
@@ -116,6 +118,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.backbone_lr_mult": _at_least(0),
     "optim.layer_decay": _interval(0, 1, closed_high=True),
     "optim.label_smoothing": _interval(0, 1, closed_high=False),
+    # transfer.layers' upper bound is the model's number of layers, checked where the model is known.
+    "transfer.layers": _at_least(0, integer=True),
+    "transfer.mode": _one_of(TRANSFER_MODES),
+    "transfer.lr_mult": _at_least(0),
     "train.batch_size": _at_least(1, integer=True),
     "train.eval_batch_size": _at_least(1, integer=True),
     "train.steps": (
