@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _predict(*args: str) -> subprocess.CompletedProcess:
+    # A strict stdout, as on a desktop UTF-8 locale (C.UTF-8 would hide encoding bugs).
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
     return subprocess.run(
         [sys.executable, "-m", "tljax.predict", "--model=efficientnet_lite0", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
+        errors="backslashreplace",
         timeout=300,
+        env=env,
     )
 
 
@@ -31,20 +37,23 @@ def test_predicts_the_photo_label_and_skips_unreadable_files_and_bombs(tmp_path)
     warn = write_bomb_png(tmp_path / "warn.png", 12_000, 8_000)
     bomb = write_bomb_png(tmp_path / "bomb.png", 60_000, 60_000)
     missing = tmp_path / "missing.png"
-    result = _predict(str(broken), str(warn), str(photo), str(bomb), str(missing))
+    # The same photo under a name that is not valid UTF-8: classified and printed with \xff escaped.
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/chair-\xff.jpg"))
+    shutil.copy(photo, odd)
+    result = _predict(str(broken), str(warn), str(photo), str(bomb), str(missing), str(odd))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == str(photo)
-    top1 = lines[1]
-    assert top1.endswith(f"{imagenet_class_names()[label]} ({label})"), top1
-    assert len(lines) == 6  # the path and five classes
+    assert lines[0] == str(photo) and lines[6] == f"{tmp_path}/chair-\\xff.jpg"
+    for top1 in (lines[1], lines[7]):
+        assert top1.endswith(f"{imagenet_class_names()[label]} ({label})"), top1
+    assert len(lines) == 12  # per image, the path and five classes
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
     assert [line.split()[1].rstrip(":") for line in skipped] == [
         str(p) for p in (broken, warn, bomb, missing)
     ], result.stderr
     assert "decompression-bomb limit" in skipped[1] and "DecompressionBombError" in skipped[2]
     assert "Traceback" not in result.stderr
-    assert "4 of 5 file(s) could not be read" in result.stderr
+    assert "4 of 6 file(s) could not be read" in result.stderr
 
 
 def test_only_unreadable_files_is_an_error(tmp_path):

@@ -10,6 +10,7 @@ classified. Exit codes: 0 when at least one image was classified, 1 when none co
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +75,12 @@ def predict(model, variables, images: np.ndarray, top_k: int = 5) -> tuple[np.nd
     return top, np.take_along_axis(probs, top, axis=-1)
 
 
+def _shown(path: Path) -> str:
+    """`path` for printing: a name that is not valid UTF-8 (kept by Python as surrogates, which a strict
+    stdout cannot encode) is shown with its odd bytes escaped, `\\xff`, instead of crashing the run."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def main(argv: Sequence[str]) -> int:
     """Prints the top-k classes of every readable image in `argv[1:]`; returns the exit code."""
     if _MODEL.value not in models.list_models():
@@ -111,7 +118,7 @@ def main(argv: Sequence[str]) -> int:
         chunk = good[start : start + _BATCH.value]
         top, probs = predict(model, variables, np.stack([x for _, x in chunk]), _TOP_K.value)
         for (path, _), indices, p in zip(chunk, top, probs):
-            print(f"{path}")
+            print(_shown(path))
             for i, prob in zip(indices, p):
                 print(f"  {prob:7.2%}  {names[i]} ({i})")
     if failed:

@@ -157,3 +157,17 @@ def test_wrong_rank_is_a_mismatch_named_before_any_transpose(resnet18_sd):
     assert "conv1.weight: file (64, 147) vs model (64, 3, 7, 7) in PyTorch layout" in message
     assert "fc.weight: file (512000,) vs model (1000, 512) in PyTorch layout" in message
     assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
+
+
+def test_unusable_files_and_folders_are_user_errors(tmp_path):
+    # A folder that is not a converted-weights folder, and a state dict of no known architecture.
+    (tmp_path / "not_converted").mkdir()
+    with pytest.raises(weights.WeightFileError, match="not a tljax converted-weights directory"):
+        weights.load(tmp_path / "not_converted")
+    path = tmp_path / "tiny.pth"
+    torch.save({"a": torch.ones(3), "_conv_stem.weight": torch.ones(2)}, path)
+    with pytest.raises(WeightMismatchError, match="unrecognised EfficientNet-Lite layout"):
+        weights.load(path)
+    torch.save({"a": torch.ones(3)}, path)
+    with pytest.raises(WeightMismatchError, match="cannot tell which architecture.*--model"):
+        weights.load(path)

@@ -437,3 +437,16 @@ def test_safetensors_header_longer_than_the_file_is_refused_unread(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 16 * 2**20, peak
+
+
+def test_empty_files_and_folders_get_one_clear_error(tmp_path):
+    for name in ("empty.pth", "empty.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(WeightFileError, match=rf"{name} is empty \(0 bytes\).*delete it"):
+            read_state_dict(tmp_path / name)
+    (tmp_path / "folder.pth").mkdir()
+    with pytest.raises(WeightFileError, match=r"folder\.pth is not a file"):
+        read_state_dict(tmp_path / "folder.pth")
+    with pytest.raises(FileNotFoundError, match=r"^no such file: .*missing\.pth$") as err:
+        read_state_dict(tmp_path / "missing.pth")
+    assert isinstance(err.value, UserError)

@@ -25,7 +25,7 @@ from tljax.weights.porting import (
     mismatch_message,
     port_state_dict,
 )
-from tljax.weights.readers import read_state_dict
+from tljax.weights.readers import WeightFileError, read_state_dict
 from tljax.weights.registry import get_spec, list_weights
 from tljax.weights.store import resolve
 
@@ -37,11 +37,14 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
     keys = set(state_dict)
     if "_conv_stem.weight" in keys:
         blocks = {k.split(".")[1] for k in keys if k.startswith("_blocks.")}
-        width = state_dict["_conv_head.weight"].shape[1]  # channels of the last block
+        head = state_dict.get("_conv_head.weight")
+        width = (
+            head.shape[1] if head is not None and head.ndim == 4 else None
+        )  # last block's channels
         by_shape = {(16, 320): 0, (23, 320): 1, (23, 352): 2, (26, 384): 3, (30, 448): 4}
         variant = by_shape.get((len(blocks), width))
         if variant is None:
-            raise ValueError(
+            raise WeightMismatchError(
                 f"unrecognised EfficientNet-Lite layout: {len(blocks)} blocks, head in {width}"
             )
         return f"efficientnet_lite{variant}"
@@ -66,12 +69,13 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
             ((3, 8, 36, 3), True): 152,
         }.get((counts, bottleneck))
         if depth is None:
-            raise ValueError(
+            raise WeightMismatchError(
                 f"unrecognised ResNet layout: blocks per layer {counts}, bottleneck={bottleneck}"
             )
         return f"resnet{depth}"
-    raise ValueError(
-        "cannot tell which architecture this state_dict belongs to; pass model=tljax.models.get(...)"
+    raise WeightMismatchError(
+        "cannot tell which architecture this state_dict belongs to; pass "
+        "model=tljax.models.get(...) (on the command line: --model)"
     )
 
 
@@ -144,7 +148,7 @@ def load_converted(
     directory = Path(directory).resolve()
     meta_path = directory / CONVERTED_METADATA
     if not meta_path.exists():
-        raise FileNotFoundError(
+        raise WeightFileError(
             f"{directory} is not a tljax converted-weights directory "
             f"(no {CONVERTED_METADATA}); write one with `python -m tljax.convert`"
         )

@@ -759,6 +759,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise WeightFileNotFoundError(path)
     if not path.is_file():
         raise WeightFileError(f"{path} is not a file; give a .pth or .safetensors file")
+    if path.stat().st_size == 0:
+        raise WeightFileError(
+            f"{path} is empty (0 bytes), typically an interrupted download or copy; delete it and "
+            "fetch or copy it again"
+        )
     with open(path, "rb") as stream:
         head = stream.read(8)
     if path.suffix == ".safetensors" or (head[:1] != b"\x80" and _looks_like_safetensors(path)):
