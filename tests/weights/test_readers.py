@@ -450,3 +450,21 @@ def test_empty_files_and_folders_get_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"^no such file: .*missing\.pth$") as err:
         read_state_dict(tmp_path / "missing.pth")
     assert isinstance(err.value, UserError)
+
+
+def test_compressed_storage_bomb_is_refused_before_decompressing(tmp_path):
+    numel = 4 << 20  # 16 MiB of float zeros: deflate makes it ~16 kB
+    pickled = _crafted_pickle(("storage", torch.FloatStorage, "0", "cpu", numel), (numel,), (1,))
+    path = tmp_path / "bomb.pth"
+    _zip_pth_with_pickle(path, pickled)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data/0", bytes(numel * 4))
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(WeightFileError, match=r"expands from \d+ to 16777216 bytes.*zip bomb"):
+            read_state_dict(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, peak

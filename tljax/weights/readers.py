@@ -517,6 +517,40 @@ def _corrupt(path: Path, detail: str) -> WeightFileError:
 # The two .pth layouts.
 
 
+# torch writes storage records uncompressed. A compressed one may expand at most this much (plus 1 MiB)
+# before it is refused unread: float weights barely compress, and deflate reaches ~1000x only on
+# constant data, which is how a zip bomb makes a small file declare gigabytes.
+_MAX_COMPRESSION_RATIO = 64
+
+
+def _check_storage_record(
+    path: Path, info: zipfile.ZipInfo, storage: _StorageRef, archive_size: int
+) -> None:
+    """Refuse a storage record before decompressing it unless the file can really hold its bytes."""
+    declared = storage.numel * storage.dtype.itemsize
+    where = f"storage record '{info.filename}'"
+    if info.file_size != declared:
+        # torch writes exactly the storage's bytes; anything else is damaged or crafted.
+        raise _corrupt(
+            path,
+            f"{where} holds {info.file_size} bytes but the pickle declares "
+            f"{storage.numel} x {storage.dtype.itemsize} = {declared}",
+        )
+    if info.header_offset + info.compress_size > archive_size:
+        raise _corrupt(path, f"{where} ends past the end of the file")
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.compress_size != info.file_size:
+            raise _corrupt(
+                path, f"{where} is stored with {info.compress_size} bytes, not {declared}"
+            )
+    elif info.file_size > _MAX_COMPRESSION_RATIO * info.compress_size + (1 << 20):
+        raise WeightFileError(
+            f"{path}: {where} expands from {info.compress_size} to {info.file_size} bytes, more "
+            f"than {_MAX_COMPRESSION_RATIO}x (a zip bomb?); refused before decompressing it. torch "
+            "writes storages uncompressed: if you trust the file, re-save it with torch.save"
+        )
+
+
 def _read_zip_pth(path: Path) -> Any:
     try:
         archive = zipfile.ZipFile(path)
@@ -534,6 +568,7 @@ def _read_zip_pth(path: Path) -> Any:
             if byteorder not in ("little", "big"):
                 raise _corrupt(path, f"unknown byte order {byteorder!r}")
 
+        archive_size = path.stat().st_size
         storages: dict[str, _StorageRef] = {}
 
         def persistent_load(pid: Any) -> _StorageRef:
@@ -563,17 +598,9 @@ def _read_zip_pth(path: Path) -> Any:
                     record = f"{prefix}data/{key}"
                     if record not in names:
                         raise _corrupt(path, f"missing storage record '{record}'")
-                    declared = tensor.storage.numel * tensor.storage.dtype.itemsize
-                    size = archive.getinfo(record).file_size
-                    if size != declared:
-                        # torch writes exactly the storage's bytes; anything else is a damaged or
-                        # crafted record (possibly a compression bomb), so it is not decompressed.
-                        raise _corrupt(
-                            path,
-                            f"storage record '{record}' holds {size} bytes but the pickle "
-                            f"declares {tensor.storage.numel} x {tensor.storage.dtype.itemsize} = "
-                            f"{declared}",
-                        )
+                    _check_storage_record(
+                        path, archive.getinfo(record), tensor.storage, archive_size
+                    )
                     raw[key] = archive.read(record)
                 arrays[id(tensor)] = _materialise(tensor, raw[key], byteorder)
         except (UnsafePickleError, WeightFileError):
