@@ -11,6 +11,7 @@ from PIL import Image
 
 import tljax.data as data
 from tests.assets import write_bomb_png
+from tljax.errors import DataError
 
 
 def _epoch(split: data.Split, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +184,7 @@ def test_all_examples_failing_raises_instead_of_spinning(
         source="image_folder", root=str(tmp_path), test_fraction=0.0, prefetch_batches=0
     )
     datasets = data.build_datasets(config, preprocessing, seed=0)
-    with pytest.raises(RuntimeError, match="every one of 2 examples failed"):
+    with pytest.raises(DataError, match="every one of 2 examples failed"):
         next(datasets.train.iterator(2))
 
 

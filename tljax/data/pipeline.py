@@ -27,7 +27,7 @@ from tljax.data import preprocess, subsets
 from tljax.data import sources as sources_lib
 from tljax.data.config import SOURCES
 from tljax.data.report import SkipReport
-from tljax.errors import BadImageError
+from tljax.errors import BadImageError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,9 @@ class Split:
             everything_failed = len(self._failed_positions) >= len(self.indices)
         if everything_failed:
             # Otherwise an infinite repeat would spin forever filtering out failures.
-            raise RuntimeError(
-                f"{self.name}: every one of {len(self.indices)} examples failed to decode"
+            raise DataError(
+                f"{self.name}: every one of {len(self.indices)} examples failed to decode (see the "
+                "skipped paths logged above); fix or replace the image files"
             )
 
     def _normalize(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -276,9 +276,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._persistent_load_fn(pid)
 
 
-# A state dict's pickle holds only names and tensor metadata (torchvision's ResNet-152, 467 tensors:
-# about 40 kB). A pickle, or one object in it, declared larger than this is refused unread.
-_MAX_PICKLE_BYTES = 64 << 20
+# A state dict's pickle holds only names and tensor metadata, ~125 bytes a tensor (torchvision's
+# ResNet-152, 932 entries: 115 kB), so this allows >100k tensors. A pickle, or one object in it,
+# declared larger is refused unread; it also bounds what the objects a pickle builds (lists of
+# repeated memo references, ~4 bytes of memory per pickle byte) can take.
+_MAX_PICKLE_BYTES = 16 << 20
 
 # Width in bytes of the length prefix of each counted pickle argument (pickletools' encoding of "n").
 _LENGTH_PREFIX = {
