@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tljax.experiments.transfer_figures import fig2_summary, plot_fig2
+from tljax.experiments.transfer_figures import (
+    best_recipe_table,
+    data_size_series,
+    fig2_summary,
+    plot_data_size,
+    plot_fig2,
+)
 
 
 def synthetic_rows(seeds: int = 3) -> list[dict]:
@@ -68,3 +74,51 @@ def test_nothing_to_compare_with_is_a_clear_error():
         fig2_summary(rows)
     with pytest.raises(ValueError, match="no finished transfer run"):
         fig2_summary([{"mode": "baseB", "test_accuracy": 0.8}])
+
+
+def _data_size_rows() -> list[dict]:
+    """Known answer: similar source → feature_extractor wins with little data; finetune_all with a lot."""
+    accuracy = {
+        ("similar", "feature_extractor"): {10: 0.80, "all": 0.88},
+        ("similar", "finetune_all"): {10: 0.70, "all": 0.93},
+        ("different", "linear_probe"): {10: 0.65, "all": 0.85},
+        ("different", "scratch"): {10: 0.40, "all": 0.90},
+    }
+    rows = []
+    for (source, recipe), by_shots in accuracy.items():
+        for shots, value in by_shots.items():
+            for seed in range(2):
+                rows.append(
+                    {
+                        "source": source,
+                        "recipe": recipe,
+                        "shots": str(shots),
+                        "train_per_class_all": 6000,
+                        "test_accuracy": value + 0.01 * seed,
+                    }
+                )
+    rows.append(
+        {
+            "source": "similar",
+            "recipe": "scratch",
+            "shots": "10",
+            "train_per_class_all": 6000,
+            "test_accuracy": None,
+        }
+    )
+    return rows
+
+
+def test_data_size_series_and_the_two_by_two_table(tmp_path):
+    series = data_size_series(_data_size_rows())
+    cell = series["similar"]["finetune_all"][6000]
+    assert cell.values == pytest.approx((0.93, 0.94)) and cell.mean == pytest.approx(0.935)
+    assert "scratch" not in series["similar"]  # the unfinished run is left out
+    table = best_recipe_table(series, little=10, a_lot=6000).splitlines()
+    assert table[2].startswith("| similar | **feature_extractor** 80.5% (then finetune_all 70.5%)")
+    assert "**finetune_all** 93.5%" in table[2]
+    assert table[3].startswith("| different | **linear_probe** 65.5%")
+    assert "**scratch** 90.5%" in table[3]
+    path = plot_data_size(_data_size_rows(), tmp_path / "data_size.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (1320, 504)

@@ -187,3 +187,109 @@ def plot_fig2(
     figure.savefig(out, dpi=120)
     plt.close(figure)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue 9 §4b: "very similar / very different source × very little / quite a lot of data".
+
+RECIPE_ORDER = ("scratch", "linear_probe", "feature_extractor", "finetune_top", "finetune_all")
+
+
+def data_size_series(
+    rows: Iterable[Mapping[str, Any]], metric: str = "test_accuracy"
+) -> dict[str, dict[str, dict[int, Cell]]]:
+    """`{source: {recipe: {images per class: Cell}}}` from rows with `source`, `recipe`, `shots` (an
+    int, or `all` with the per-class count in `train_per_class_all`) and the metric; unfinished rows
+    are left out."""
+    grouped: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for row in rows:
+        value = row.get(metric)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        shots = row["shots"]
+        per_class = int(row["train_per_class_all"]) if shots == "all" else int(shots)
+        by_recipe = grouped.setdefault(str(row["source"]), {})
+        by_recipe.setdefault(str(row["recipe"]), {}).setdefault(per_class, []).append(float(value))
+    return {
+        source: {
+            recipe: {k: Cell(tuple(v)) for k, v in sorted(by_shots.items())}
+            for recipe, by_shots in by_recipe.items()
+        }
+        for source, by_recipe in grouped.items()
+    }
+
+
+def best_recipe_table(
+    series: Mapping[str, Mapping[str, Mapping[int, Cell]]], *, little: int, a_lot: int
+) -> str:
+    """The seeds' 2×2 table as markdown: per source (rows) and data size (columns: `little` and `a_lot`
+    images per class), the recipe with the best mean and its accuracy, then the runner-up."""
+    lines = [
+        f"| source | very little data ({little}/class) | quite a lot of data ({a_lot}/class) |",
+        "|---|---|---|",
+    ]
+    for source, by_recipe in series.items():
+        cells = []
+        for size in (little, a_lot):
+            ranked = sorted(
+                (
+                    (cells_[size].mean, recipe)
+                    for recipe, cells_ in by_recipe.items()
+                    if size in cells_
+                ),
+                reverse=True,
+            )
+            if not ranked:
+                cells.append("–")
+                continue
+            text = f"**{ranked[0][1]}** {100 * ranked[0][0]:.1f}%"
+            if len(ranked) > 1:
+                text += f" (then {ranked[1][1]} {100 * ranked[1][0]:.1f}%)"
+            cells.append(text)
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_data_size(
+    rows: Iterable[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    metric: str = "test_accuracy",
+    title: str = "Which recipe for how much data",
+) -> Path:
+    """Accuracy vs labelled images per class (log axis), one line per recipe, one panel per source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = data_size_series(rows, metric)
+    if not series:
+        raise ValueError(f"no finished run with a {metric!r} value to plot")
+    figure, axes = plt.subplots(
+        1, len(series), figsize=(5.5 * len(series), 4.2), sharey=True, squeeze=False
+    )
+    for axis, (source, by_recipe) in zip(axes[0], series.items(), strict=True):
+        recipes = [r for r in RECIPE_ORDER if r in by_recipe] + sorted(
+            r for r in by_recipe if r not in RECIPE_ORDER
+        )
+        for recipe in recipes:
+            shots = list(by_recipe[recipe])
+            means = [100 * by_recipe[recipe][k].mean for k in shots]
+            axis.plot(shots, means, marker="o", lw=1.5, label=recipe)
+            for k in shots:
+                values = by_recipe[recipe][k].values
+                axis.scatter([k] * len(values), [100 * v for v in values], s=8, alpha=0.4)
+        axis.set_xscale("log")
+        axis.set_title(f"source: {source}")
+        axis.set_xlabel("labelled training images per class")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (%)")
+    axes[0][-1].legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out
