@@ -97,7 +97,11 @@ def run_meta(source: str) -> dict[str, Any]:
     if not (workdir / RESULTS).exists():
         raise _not_finished(workdir, f"no {RESULTS}", source)
     if not (workdir / FINAL_META).exists():
-        raise _not_finished(workdir, f"no {FINAL_META} beside {RESULTS}", source)
+        raise RunNotFinishedError(
+            f"weight source {source!r}: the run in {workdir} finished but saved no final variables "
+            f"(no {FINAL_META}): linear_probe runs keep no network weights; train the network with "
+            "another recipe"
+        )
     return dict(json.loads((workdir / FINAL_META).read_text()))
 
 
