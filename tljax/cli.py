@@ -6,7 +6,9 @@
 
 A known error (a `tljax.errors.UserError`, a missing or unreadable file, a full disk) is printed as one
 line, `error: <what, where, the fix>`, and the process exits with `EXIT_USER_ERROR`; anything else is a
-bug and keeps its traceback. `--verbose` shows the traceback for known errors too.
+bug and keeps its traceback. `--verbose` shows the traceback for known errors too. Every such main
+also takes the multi-process flags of `tljax.parallel.initialize` (`--coordinator_address`,
+`--num_processes`, `--process_id`) and joins the run's other processes before it starts.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from tljax import errors
+from tljax import errors, parallel
 
 _VERBOSE = flags.DEFINE_bool(
     "verbose", False, "Show the full traceback for known errors (they are one line otherwise)."
@@ -61,6 +63,9 @@ def run(main: Callable[[list[str]], int | None], **app_kwargs) -> None:
 
     def wrapped(argv: Sequence[str]) -> None:
         try:
+            # Joins a multi-process run (explicit flags, SLURM or TPU VM) before any JAX work; a no-op
+            # for a single process.
+            parallel.initialize_from_flags()
             code = main(list(argv))
         except (KeyboardInterrupt, SystemExit):
             raise

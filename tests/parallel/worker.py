@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 
 import fixtures  # noqa: E402
 import tiny_model  # noqa: E402
+
+
+def run_config(data_root: Path, mesh=(("data", -1),), batch_size: int = 8):
+    """The tiny run every scale-out test compares: 12 steps of SGD, a loss record every step, every
+    checkpoint kept. SGD rather than Adam: Adam divides a gradient that is zero in exact arithmetic (a
+    conv bias followed by BatchNorm) by its own rounding noise, so such parameters move by O(lr) in a
+    direction that depends on the summation order, and runs on different device counts would differ in
+    them for reasons that have nothing to do with sharding."""
+    tiny_model.register()
+    config = fixtures.tiny_config(data_root, steps=12)
+    with config.unlocked():
+        config.optim.name = "sgd"
+        config.optim.lr = 0.1
+        config.train.log_every = 1
+        config.train.keep_checkpoints = 10
+        config.train.batch_size = batch_size
+        config.parallel.mesh = tuple(tuple(axis) for axis in mesh)
+    return config
+
+
+def rewind(source: Path, target: Path, step: int) -> Path:
+    """A copy of the finished run `source` as a run killed right after its checkpoint at `step`."""
+    shutil.copytree(source, target)
+    for kind in ("checkpoints", "best"):
+        for checkpoint in (target / kind).iterdir():
+            if checkpoint.name.isdigit() and int(checkpoint.name) > step:
+                shutil.rmtree(checkpoint)
+    shutil.rmtree(target / "final_variables", ignore_errors=True)
+    for name in ("results.json", "final_variables.json"):
+        (target / name).unlink(missing_ok=True)
+    return target
 
 
 def main(spec: dict) -> None:
@@ -81,12 +113,9 @@ def main(spec: dict) -> None:
         checkpoints.Checkpointer.save = save_then_maybe_die
         loop.make_train_step = slow_step
 
-    tiny_model.register()
-    config = fixtures.tiny_config(Path(spec["data"]), steps=spec.get("steps", 12))
-    with config.unlocked():
-        config.train.log_every = 1
-        config.train.batch_size = spec.get("batch_size", 8)
-        config.parallel.mesh = tuple(tuple(a) for a in spec.get("mesh", (("data", -1),)))
+    config = run_config(
+        Path(spec["data"]), spec.get("mesh", (("data", -1),)), spec.get("batch_size", 8)
+    )
     results = loop.train_and_evaluate(config, spec["workdir"])
     Path(spec["out"]).write_text(
         json.dumps(

@@ -107,10 +107,11 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "train.batch_size"
     shards, processes = data_size(mesh), jax.process_count()
     for count, kind in ((shards, "devices on the 'data' mesh axis"), (processes, "processes")):
         if batch_size % count:
-            lower, upper = (batch_size // count) * count, -(-batch_size // count) * count
+            nearest = sorted({(batch_size // count) * count, -(-batch_size // count) * count} - {0})
             raise ConfigError(
                 f"{what}={batch_size} does not split over the {count} {kind}: use a multiple of "
-                f"{count}, e.g. {lower or upper} or {upper} (the batch size is global, for all devices)"
+                f"{count}, e.g. {' or '.join(map(str, nearest))} (the batch size is global, for all "
+                "devices)"
             )
 
 
