@@ -139,6 +139,37 @@ def test_unreachable_coordinator_is_one_clear_error_with_the_address():
     assert time.monotonic() - started < 10
 
 
+def test_slurm_task_layout_is_detected():
+    """Two tasks with the variables `srun -n2` sets join into one run of 2 × 2 devices by themselves."""
+    job_id = str(
+        np.random.default_rng().integers(10_000, 1_000_000)
+    )  # JAX derives the port from it
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "slurm_probe.py")],
+            cwd=REPO,
+            env={
+                **_env(2),
+                "SLURM_JOB_ID": job_id,
+                "SLURM_NTASKS": "2",
+                "SLURM_PROCID": str(index),
+                "SLURM_LOCALID": str(index),
+                "SLURM_STEP_NODELIST": "localhost",
+                "SLURM_NODELIST": "localhost",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    outputs = [task.communicate(timeout=120)[0] for task in tasks]
+    for index, output in enumerate(outputs):
+        result = [line for line in output.splitlines() if line.startswith("RESULT")]
+        # Rows of process 0 hold 0, of process 1 hold 1: the global sum over 4 devices is 2.
+        assert result == [f"RESULT slurm {index} 2 4 2.0"], output[-3000:]
+
+
 # ---------------------------------------------------------------- 8 devices, 2 processes
 
 
