@@ -58,9 +58,8 @@ def main(argv: list[str]) -> int:
     command = argv[1:]
     if command not in ([], ["report"]):
         raise errors.UserError(f"unexpected arguments {command}: the only subcommand is `report`")
-    for flag in (_SWEEP, _ROOT):
-        if not flag.value:
-            raise errors.UserError(f"--{flag.name} is required")
+    if not _SWEEP.value or not _ROOT.value:
+        raise errors.UserError("--sweep and --root are required")
     plan = runner.plan(_SWEEP.value, _ROOT.value, _ONLY.value)
     if command == ["report"]:
         paths = report.write(plan, _METRICS.value or None)

@@ -11,6 +11,7 @@ failed (NaN), 2 bad input, 75 preempted (relaunch to resume).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from absl import flags, logging
@@ -20,7 +21,7 @@ from tljax.experiments import spec, state
 
 
 def check_startable(
-    sweep: spec.Sweep, point: spec.Point, points: list[spec.Point], root: str | Path
+    sweep: spec.Sweep, point: spec.Point, points: Sequence[spec.Point], root: str | Path
 ) -> None:
     """Raises a `UserError` if `point` cannot start now: a `{phase/labels}` source that has not finished,
     or a workdir that holds a run of a different config (listing the differing keys)."""
@@ -31,9 +32,17 @@ def check_startable(
                 f"({source.workdir(root, sweep.name)} has no results.json): run phase "
                 f"{source.phase!r} first (the sweep does this unless --only leaves it out)"
             )
+    check_config(sweep, point, points, root)
+
+
+def check_config(
+    sweep: spec.Sweep, point: spec.Point, points: Sequence[spec.Point], root: str | Path
+) -> None:
+    """Raises `WorkdirError` if `point`'s workdir holds a run of a different config (even a finished
+    one), listing the differing keys."""
     config = spec.point_config(sweep, point, points, root)
     workdir = point.workdir(root, sweep.name)
-    differences = state.config_differences(config.to_json_best_effort(), workdir)
+    differences = state.config_differences(config, workdir)
     if differences:
         shown = ", ".join(differences[:6]) + (" ..." if len(differences) > 6 else "")
         raise errors.WorkdirError(
@@ -54,6 +63,7 @@ def run_point(sweep: spec.Sweep, point_id: str, root: str | Path) -> int:
         )
     point = by_id[point_id]
     workdir = point.workdir(root, sweep.name)
+    check_config(sweep, point, points, root)
     if state.results(workdir) is not None:
         logging.info("point %s already finished in %s", point.id, workdir)
         return errors.EXIT_OK
@@ -66,6 +76,9 @@ def run_point(sweep: spec.Sweep, point_id: str, root: str | Path) -> int:
         logging.error("%s", error)
         return errors.EXIT_FAILED
     if results.get("preempted"):
+        # SIGINT and SIGTERM both leave a resumable checkpoint; the codes tell them apart.
+        if results.get("signal") == "SIGINT":
+            return errors.EXIT_INTERRUPTED
         return errors.EXIT_PREEMPTED
     summary = {k: v for k, v in results.items() if k != "confusion_matrix"}
     print(json.dumps(summary, indent=2))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tljax import errors
 from tljax.experiments import spec, state
-from tljax.experiments.point import check_startable
+from tljax.experiments.point import check_config, check_startable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,9 @@ def plan(spec_text: str, root: str | Path, only: str | None = None) -> Plan:
     result = Plan(sweep, spec_text, root, tuple(points), tuple(selected))
     chosen = {p.id for p in selected}
     for point in selected:
+        check_config(
+            sweep, point, points, root
+        )  # a finished point of another config is refused too
         if state.status(result.workdir(point)) == state.DONE:
             continue
         referenced = {p.id for p in spec.references(point, points)}
@@ -71,21 +74,7 @@ def plan(spec_text: str, root: str | Path, only: str | None = None) -> Plan:
             )
         if not any(d.id in chosen for d in result.dependencies(point)):
             check_startable(sweep, point, points, root)  # sources finished: the full check now
-        else:
-            _check_config(result, point)
     return result
-
-
-def _check_config(result: Plan, point: spec.Point) -> None:
-    # The sources are not finished yet, so only the workdir's config can be compared now.
-    config = spec.point_config(result.sweep, point, result.points, result.root)
-    differences = state.config_differences(config.to_json_best_effort(), result.workdir(point))
-    if differences:
-        raise errors.WorkdirError(
-            f"point {point.id}: its workdir {result.workdir(point)} holds a run with a different "
-            f"config (differing keys: {', '.join(differences[:6])}). Use a new --root, or delete "
-            "that workdir to rerun the point."
-        )
 
 
 def point_command(plan: Plan, point: spec.Point, python: str | None = None) -> list[str]:

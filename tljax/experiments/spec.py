@@ -379,11 +379,19 @@ def point_config(
 
 
 def validate(sweep: Sweep, points: Sequence[Point], root: str | Path) -> None:
-    """Every check that does not need a run: each point's config builds, and every `{phase/labels}`
-    reference names exactly one point of a phase that its phase depends on."""
+    """Every check that does not need a run: each point's config builds and passes
+    `tljax.train.validate`, and every `{phase/labels}` reference names exactly one point of a phase that its phase depends on."""
+    from tljax.train.validate import validate_config
+
     phases = {p.name: p for p in sweep.phases}
     for point in points:
-        point_config(sweep, point, points, root)
+        config = point_config(sweep, point, points, root)
+        try:
+            validate_config(
+                config
+            )  # the checks train_and_evaluate would make, before any point runs
+        except ConfigError as error:
+            raise ConfigError(f"sweep {sweep.name!r}, point {point.id}: {error}") from None
         for source in references(point, points):
             if source.phase not in _ancestors(phases, point.phase):
                 raise ConfigError(

@@ -1,7 +1,8 @@
 """A point's state, read from its workdir only (so every backend and the report agree, and a relaunch
 after `kill -9` needs no sweep-level bookkeeping).
 
-    done     results.json holds a finished run (train_and_evaluate writes it last, atomically)
+    done     results.json holds a finished run of the recorded config (`tljax.train.workdir.is_finished`:
+             train_and_evaluate writes it last, atomically, stamped with the config record's digest)
     failed   the last attempt exited with a non-resumable code (recorded in sweep_exit.json)
     pending  anything else: never started, preempted, killed mid-run (resumes from its checkpoint)
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tljax import errors, fileio
+from tljax.train import workdir as run_workdir
 
 DONE, FAILED, PENDING = "done", "failed", "pending"
 LOG_NAME = "sweep.log"
@@ -27,12 +29,11 @@ RESUMABLE = (errors.EXIT_PREEMPTED, errors.EXIT_INTERRUPTED, -9, -15, 137, 143)
 def results(workdir: Path) -> dict[str, Any] | None:
     """The finished run's results.json, or None if the run has not finished."""
     try:
-        data = json.loads((Path(workdir) / "results.json").read_text())
-    except (OSError, ValueError):
+        if not run_workdir.is_finished(workdir):
+            return None
+    except errors.WorkdirError:  # an unreadable config record: not a finished run
         return None
-    if not isinstance(data, dict) or data.get("preempted"):
-        return None
-    return data
+    return run_workdir.read_results(workdir)
 
 
 def last_exit(workdir: Path) -> dict[str, Any] | None:
@@ -66,22 +67,10 @@ def record_exit(workdir: Path, exit_code: int, seconds: float) -> None:
     )
 
 
-def config_differences(config_json: str, workdir: Path) -> list[str] | None:
-    """The keys whose values differ between `config_json` and the config.json the run in `workdir`
-    was started with; None if the workdir holds no config yet."""
-    try:
-        recorded = json.loads((Path(workdir) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    wanted = _flatten(json.loads(config_json))
-    have = _flatten(recorded)
-    return sorted(k for k in wanted.keys() | have.keys() if wanted.get(k) != have.get(k))
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
+def config_differences(config: Any, workdir: Path) -> list[str]:
+    """The keys whose values differ between `config` and the config record of the run in `workdir`
+    (`tljax.train.workdir`); empty for a new workdir."""
+    recorded = run_workdir.read_config_record(workdir)
+    if recorded is None:
+        return []
+    return sorted(run_workdir.config_differences(recorded, run_workdir.config_record(config)))
