@@ -46,3 +46,30 @@ def test_verbose_shows_traceback(tmp_path):
 def test_return_code_passes_through(tmp_path):
     proc = _run_tool(tmp_path, "return errors.EXIT_PREEMPTED")
     assert proc.returncode == errors.EXIT_PREEMPTED
+
+
+def test_orbax_disk_full_is_translated_to_the_one_line():
+    # The error orbax raised when a checkpoint save filled a 100 kB tmpfs (captured from a real run).
+    tensorstore = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing local file "/w/checkpoints/3.orbax-checkpoint-tmp/'
+        'state.orbax-checkpoint-tmp/_sharding": Failed writing: "/w/checkpoints/3.orbax-checkpoint-'
+        'tmp/state.orbax-checkpoint-tmp/_sharding.__lock": Failed to write 1229 bytes to file 16: '
+        "No space left on device [os_error_code='28']"
+    )
+    found = errors.os_error_of(tensorstore)
+    assert found.errno == errno.ENOSPC
+    assert (
+        found.filename
+        == "/w/checkpoints/3.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/_sharding"
+    )
+    assert cli.describe(tensorstore).startswith("no space left on the device (/w/checkpoints/3.")
+    wrapped = RuntimeError("save failed")
+    wrapped.__cause__ = OSError(errno.EACCES, "Permission denied", "/ro/x")
+    assert cli.describe(wrapped) == (
+        "permission denied (/ro/x): choose a writable location or fix its permissions"
+    )
+    buggy = KeyError("x")
+    buggy.__context__ = FileNotFoundError(
+        errno.ENOENT, "gone", "/f"
+    )  # raised while handling: a bug
+    assert cli.describe(buggy) is None

@@ -10,6 +10,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from tljax import errors
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -60,3 +62,35 @@ def test_typo_is_refused_by_the_cli(tmp_path):
     assert result.returncode != 0
     assert "lrr" in result.stderr and 'Did you mean "lr"' in result.stderr
     assert not any(tmp_path.iterdir())  # refused before anything ran
+
+
+def _tool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_out_of_range_config_is_one_line_exit_2_before_any_work(tmp_path):
+    result = _tool(
+        "tljax.main",
+        "--config=configs/feature_extractor.py",
+        "--config.train.steps=-5",
+        f"--workdir={tmp_path / 'run'}",
+    )
+    assert result.returncode == errors.EXIT_USER_ERROR
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: invalid config: train.steps=-5: must be an integer > 0")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_convert_out_under_a_file_is_one_line_before_reading_the_weights(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = _tool(
+        "tljax.convert", "--weights=efficientnet_lite0", f"--out={tmp_path / 'file' / 'out'}"
+    )
+    assert result.returncode == errors.EXIT_USER_ERROR
+    assert result.stderr.strip().splitlines() == [
+        f"error: --out {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a file, not a "
+        "directory; choose another --out"
+    ]

@@ -11,10 +11,13 @@ disk) are printed as one line and exit 2 (`tljax.cli`); `--verbose` shows the tr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from absl import app, flags
 
 from tljax import cli
+from tljax.errors import UserError, os_error_of
+from tljax.train.workdir import check_writable
 from tljax.weights import convert
 
 _WEIGHTS = flags.DEFINE_string(
@@ -31,8 +34,19 @@ _MODEL = flags.DEFINE_string(
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    out = convert(_WEIGHTS.value, _OUT.value, _MODEL.value)
-    print(f"wrote {out}")
+    out = Path(_OUT.value).expanduser()
+    # Checked before reading and porting the weights, which can take a minute for the large models.
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out} exists and is not empty: choose a new --out or delete it")
+    check_writable(out, flag="--out")
+    try:
+        written = convert(_WEIGHTS.value, str(out), _MODEL.value)
+    except Exception as error:
+        os_error = os_error_of(error, out)
+        if os_error is None or os_error is error:
+            raise
+        raise os_error from error  # e.g. orbax's "RESOURCE_EXHAUSTED ... os_error_code=28"
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,12 +76,26 @@ def data_root(tmp_path_factory):
     return fixtures.make_image_folder(tmp_path_factory.mktemp("data"))
 
 
-def test_sigterm_then_kill9_then_resume_matches_uninterrupted(data_root, tmp_path):
+@pytest.fixture(scope="module")
+def reference(data_root, tmp_path_factory):
+    """The uninterrupted 24-step run every interrupted one must reproduce: (results, workdir)."""
     tiny_model.register()
-    reference = train_and_evaluate(
-        fixtures.tiny_config(data_root, steps=24), tmp_path / "reference"
-    )
-    assert reference["train_trace_count"] == 1
+    workdir = tmp_path_factory.mktemp("reference")
+    results = train_and_evaluate(fixtures.tiny_config(data_root, steps=24), workdir)
+    assert results["train_trace_count"] == 1
+    return results, workdir
+
+
+def _records(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _no_half_written_checkpoints(workdir: Path) -> bool:
+    return not [p for p in workdir.rglob("*") if "orbax-checkpoint-tmp" in p.name]
+
+
+def test_sigterm_then_kill9_then_resume_matches_uninterrupted(data_root, reference, tmp_path):
+    reference, reference_dir = reference
 
     workdir = tmp_path / "interrupted"
     # 1) SIGTERM: the run saves after the current step and exits 75 (preempted), without final results.
@@ -113,10 +128,7 @@ def test_sigterm_then_kill9_then_resume_matches_uninterrupted(data_root, tmp_pat
     train_steps = [r["step"] for r in records if r["split"] == "train"]
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 24
     # Evaluations (val every 4 steps, final test) are identical, record for record.
-    reference_records = [
-        json.loads(line)
-        for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()
-    ]
+    reference_records = _records(reference_dir)
 
     def evaluations(rs):
         return [
@@ -124,3 +136,51 @@ def test_sigterm_then_kill9_then_resume_matches_uninterrupted(data_root, tmp_pat
         ]
 
     assert evaluations(records) == evaluations(reference_records)
+
+
+def test_sigint_saves_cleanly_exits_130_and_resumes_to_the_same_digest(
+    data_root, reference, tmp_path
+):
+    reference, _ = reference
+    workdir = tmp_path / "interrupted"
+    process = _start(data_root, workdir)
+    _wait_for_checkpoint(workdir, 3, process)
+    # Aim Ctrl-C at a save in progress (orbax writes `<step>.orbax-checkpoint-tmp`, then renames it).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _no_half_written_checkpoints(workdir):
+        time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == errors.EXIT_INTERRUPTED, output
+    assert "SIGINT" in output
+    assert "Traceback" not in output and "Exception in thread" not in output, output
+    assert _no_half_written_checkpoints(workdir)
+    assert not (workdir / "results.json").exists()
+    resumed = train_and_evaluate(fixtures.tiny_config(data_root, steps=24), workdir)
+    for key in COMPARED:
+        assert resumed[key] == reference[key], key
+
+
+def test_two_runs_on_one_workdir_the_second_is_refused_at_once(data_root, reference, tmp_path):
+    reference, _ = reference
+    workdir = tmp_path / "shared"
+    first = _start(data_root, workdir)
+    _wait_for_checkpoint(workdir, 3, first)
+    second = _start(data_root, workdir)
+    output, _ = second.communicate(timeout=120)
+    assert first.poll() is None  # refused while the first was still training
+    assert second.returncode == errors.EXIT_USER_ERROR, output
+    assert (
+        output.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"error: workdir {workdir} is in use by process {first.pid} on host {socket.gethostname()}"
+        )
+    )
+    output, _ = first.communicate(timeout=120)
+    assert first.returncode == errors.EXIT_OK, output
+    results = json.loads((workdir / "results.json").read_text())
+    for key in COMPARED:
+        assert results[key] == reference[key], key
+    train_steps = [r["step"] for r in _records(workdir) if r["split"] == "train"]
+    assert train_steps == sorted(set(train_steps))  # one writer: no duplicated or shuffled records

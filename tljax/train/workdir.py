@@ -164,31 +164,32 @@ class WorkdirLock:
         self.release()
 
 
-def check_writable(workdir: str | os.PathLike[str]) -> Path:
-    """Creates `workdir` if needed and proves a file can be written in it; `WorkdirError` if not.
+def check_writable(directory: str | os.PathLike[str], *, flag: str = "--workdir") -> Path:
+    """Creates `directory` if needed and proves a file can be written in it; `WorkdirError` if not.
 
     Called before any work so that an unwritable workdir (or one under a regular file) fails in a
-    second, not after an hour of training.
+    second, not after an hour of training. `flag` names the option in the message.
     """
-    workdir = Path(workdir).expanduser()
-    for parent in (workdir, *workdir.parents):
+    directory = Path(directory).expanduser()
+    for parent in (directory, *directory.parents):
         if parent.exists():
             if not parent.is_dir():
                 raise WorkdirError(
-                    f"--workdir {workdir}: {parent} is a file, not a directory; choose another --workdir"
+                    f"{flag} {directory}: {parent} is a file, not a directory; choose another {flag}"
                 )
             break
+    probe = directory / ".tljax.write_test"
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        fileio.atomic_write_bytes(workdir / ".tljax.write_test", b"", fsync=False)
-        os.remove(workdir / ".tljax.write_test")
+        directory.mkdir(parents=True, exist_ok=True)
+        fileio.atomic_write_bytes(probe, b"", fsync=False)
+        os.remove(probe)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise WorkdirError(
-            f"--workdir {workdir} is not writable ({reason}): choose a writable location or fix its "
+            f"{flag} {directory} is not writable ({reason}): choose a writable location or fix its "
             "permissions"
         ) from error
-    return workdir
+    return directory
 
 
 def config_record(config: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from tljax import models
+from tljax.fileio import atomic_write_json
 from tljax.weights.porting import (
     WeightMismatchError,
     abstract_variables,
@@ -131,8 +132,9 @@ def save_converted(
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(out / "variables", jax.tree_util.tree_map(np.asarray, variables))
     ckptr.wait_until_finished()
-    (out / CONVERTED_METADATA).write_text(
-        json.dumps({"arch": arch, "weights": weights, "num_classes": num_classes}, indent=2)
+    # Atomic, and written after the orbax save completed: its presence marks a whole directory.
+    atomic_write_json(
+        out / CONVERTED_METADATA, {"arch": arch, "weights": weights, "num_classes": num_classes}
     )
     return out
 
