@@ -171,3 +171,17 @@ def test_unusable_files_and_folders_are_user_errors(tmp_path):
     torch.save({"a": torch.ones(3)}, path)
     with pytest.raises(WeightMismatchError, match="cannot tell which architecture.*--model"):
         weights.load(path)
+
+
+def test_a_file_of_another_architecture_is_named(tmp_path, resnet18_sd):
+    path = tmp_path / "r18.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in resnet18_sd.items()}, path)
+    for model in (models.get("efficientnet_lite0"), models.get("resnet34")):
+        with pytest.raises(WeightMismatchError) as err:
+            weights.load(path, model)
+        message = str(err.value)
+        assert message.startswith(f"{path} holds resnet18 weights"), message[:200]
+        assert "--model=resnet18" in message and "missing keys" in message
+    # Same architecture, another head: no hint, the mis-shaped head is the whole story.
+    with pytest.raises(WeightMismatchError, match=r"^weight file does not fit ResNet") as err:
+        weights.load(path, models.get("resnet18", num_classes=10))

@@ -346,7 +346,11 @@ def index_class_folders(
         if not good:
             n_bad, n_ignored = len(per_class[class_dir.name]), ignored[class_dir.name]
             notes = [f"{n_bad} unreadable file(s)"] if n_bad else []
-            notes += [f"{n_ignored} ignored link(s)"] if n_ignored else []
+            if n_ignored:
+                # The skip report is logged only after indexing succeeds: say here why.
+                prefix = str(class_dir) + os.sep
+                why = next((f"{p}: {r}" for p, r in skipped.first if p.startswith(prefix)), None)
+                notes.append(f"{n_ignored} ignored link(s)" + (f", e.g. {why}" if why else ""))
             empty.append(f"{class_dir}" + (f" ({', '.join(notes)})" if notes else ""))
         paths += good
         labels += [label_of[class_dir.name]] * len(good)

@@ -24,6 +24,7 @@ from tljax.weights.porting import (
     WeightMismatchError,
     abstract_variables,
     mismatch_message,
+    name_table,
     port_state_dict,
 )
 from tljax.weights.readers import WeightFileError, read_state_dict
@@ -117,8 +118,28 @@ def load(
     if model is None:
         arch = arch or infer_architecture(state_dict)
         model = models.get(arch, num_classes=num_classes_in(state_dict) or 1000)
-    variables, _ = port_state_dict(state_dict, model, skip=skip, rng=rng)
+    try:
+        variables, _ = port_state_dict(state_dict, model, skip=skip, rng=rng)
+    except WeightMismatchError as error:
+        raise _with_architecture_hint(error, state_dict, model, resolved) from error
     return variables
+
+
+def _with_architecture_hint(
+    error: WeightMismatchError, state_dict: dict[str, np.ndarray], model: nn.Module, path: Path
+) -> WeightMismatchError:
+    """`error`, led by the architecture the file holds when its keys say it is another model's."""
+    try:
+        file_arch = infer_architecture(state_dict)
+    except WeightMismatchError:
+        return error
+    fits = models.get(file_arch, num_classes=num_classes_in(state_dict) or 1000)
+    if {e.source for e in name_table(model)} <= {e.source for e in name_table(fits)}:
+        return error  # the same architecture (maybe headless): the listed keys are the whole story
+    return WeightMismatchError(
+        f"{path} holds {file_arch} weights (told by its keys), not weights for this "
+        f"{type(model).__name__}: pass --model={file_arch} (tljax.models.get('{file_arch}')). {error}"
+    )
 
 
 def save_converted(
