@@ -149,3 +149,17 @@ def test_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 10 * 2**20, peak
+
+
+def test_a_tfds_example_that_is_not_an_image_is_a_bad_image_error() -> None:
+    from tljax.data.sources import TfdsSource
+
+    examples = [
+        {"image": np.full((4, 4, 3), 9, np.uint8), "label": 0},
+        {"image": np.zeros((4, 4, 5), np.uint8), "label": 1},  # five channels: no PIL mode
+    ]
+    source = TfdsSource(examples, "image", "label", name="tfds:fake:train")
+    image, label = source.load(0, None)
+    assert image.mode == "RGB" and label == 0 and image.getpixel((0, 0)) == (9, 9, 9)
+    with pytest.raises(BadImageError, match=r"tfds:fake:train\[1\].*\(4, 4, 5\)"):
+        source.load(1, None)

@@ -224,7 +224,10 @@ def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Pat
         )
     num_classes = num_classes_in(state_dict) or 1000
     model = models.get(arch, num_classes=num_classes)
-    variables, _ = port_state_dict(state_dict, model)
+    try:
+        variables, _ = port_state_dict(state_dict, model)
+    except WeightMismatchError as error:
+        raise _with_architecture_hint(error, state_dict, model, path) from error
     return save_converted(
         variables,
         Path(out).expanduser(),
