@@ -261,7 +261,7 @@ def train_and_evaluate(
     # In a multi-process run every process shares the workdir and orbax coordinates their writes: the
     # lock keeps other runs out, so the main process alone holds it and records the config.
     lock = workdir_lib.WorkdirLock(workdir) if placement.is_main else contextlib.nullcontext()
-    with lock, _StopSignals() as stop:
+    with lock:
         if placement.is_main:
             workdir_lib.record_config(workdir, config, resume_with_changes)
         if workdir_lib.is_finished(workdir):
@@ -274,8 +274,11 @@ def train_and_evaluate(
         if config.recipe == "linear_probe":
             from tljax.train.linear_probe import run_linear_probe
 
+            # No checkpoints to save: signals act at once (the feature cache is written atomically,
+            # so a relaunch reuses what was extracted).
             return run_linear_probe(config, workdir)
-        return _train_and_evaluate(config, workdir, stop, placement)
+        with _StopSignals() as stop:
+            return _train_and_evaluate(config, workdir, stop, placement)
 
 
 def _train_and_evaluate(
