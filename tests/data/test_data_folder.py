@@ -11,6 +11,7 @@ from PIL import Image
 
 import tljax.data as data
 from tests.assets import write_bomb_png
+from tljax import cli
 from tljax.errors import DataError
 
 
@@ -214,3 +215,18 @@ def test_bombs_and_broken_files_are_skipped_and_counted(
     assert sorted(Path(p).relative_to(root).as_posix() for p in datasets.skipped.paths) == bad
     reasons = " ".join(reason for _, reason in datasets.skipped.first)
     assert "decompression-bomb limit" in reasons or "DecompressionBomb" in reasons
+
+
+def test_bad_data_roots_are_one_line_user_errors(
+    tmp_path: Path, small_config, preprocessing
+) -> None:
+    (tmp_path / "a_file.png").write_bytes(b"x")
+    for root, message in (
+        (tmp_path / "missing", "is not a folder"),
+        (tmp_path / "a_file.png", "is not a folder"),
+        ("", "needs data.root"),
+    ):
+        config = small_config(source="image_folder", root=str(root))
+        with pytest.raises(DataError, match=message) as caught:
+            data.build_datasets(config, preprocessing, seed=0)
+        assert cli.describe(caught.value) == str(caught.value)  # printed whole, on one line

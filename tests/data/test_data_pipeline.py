@@ -11,6 +11,7 @@ import pytest
 
 import tljax.data as data
 from tljax.data import augment
+from tljax.errors import DataError
 
 
 @pytest.fixture
@@ -240,7 +241,7 @@ def test_unknown_source(small_config, preprocessing) -> None:
 def test_tfds_missing_says_what_to_install(small_config, preprocessing, monkeypatch) -> None:
     # A None entry makes `import tensorflow_datasets` fail as if it were not installed.
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    with pytest.raises(ImportError, match=r"pip install tensorflow-datasets.*tfds build cifar10"):
+    with pytest.raises(DataError, match=r"pip install tensorflow-datasets.*tfds build cifar10"):
         data.build_datasets(small_config(source="tfds", name="cifar10"), preprocessing, seed=0)
 
 
@@ -275,7 +276,7 @@ def _fake_tfds(prepared: bool) -> types.ModuleType:
 
 def test_tfds_unprepared_says_how_to_prepare(small_config, preprocessing, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", _fake_tfds(prepared=False))
-    with pytest.raises(RuntimeError, match="tfds build cifar10"):
+    with pytest.raises(DataError, match="tfds build cifar10"):
         data.build_datasets(small_config(source="tfds", name="cifar10"), preprocessing, seed=0)
 
 

@@ -294,10 +294,10 @@ def _idx_raw(config: Any) -> _RawSplits:
 
 def _folder_raw(config: Any, seed: int, skipped: SkipReport) -> _RawSplits:
     if not config.root:
-        raise ValueError("data.source='image_folder' needs data.root")
+        raise DataError("data.source='image_folder' needs data.root (a folder of class folders)")
     root = Path(config.root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"data.root {root} is not a folder")
+        raise DataError(f"data.root={root} is not a folder (it does not exist, or is a file)")
     # One `indexed` map (resolved path → indexed path) for every split: a file linked into two splits is
     # indexed in the first only (train, then val, then test) and reported for the others.
     index = dict(
@@ -333,7 +333,7 @@ def _folder_raw(config: Any, seed: int, skipped: SkipReport) -> _RawSplits:
 
 def _tfds_raw(config: Any) -> _RawSplits:
     if not config.name:
-        raise ValueError("data.source='tfds' needs data.name (e.g. 'cifar10')")
+        raise DataError("data.source='tfds' needs data.name (e.g. 'cifar10')")
     found: dict[str, sources_lib.Source] = {}
     class_names = None
     wanted = {"train": config.train_split, "val": config.val_split, "test": config.test_split}

@@ -262,7 +262,7 @@ def detect_split_dirs(root: Path) -> dict[str, Path] | None:
     ):
         matches = [names[c] for c in candidates if c in names]
         if len(matches) > 1:
-            raise ValueError(
+            raise DataError(
                 f"{root}: several folders for the {split} split: {[str(m) for m in matches]}"
             )
         if matches:
@@ -294,7 +294,7 @@ def index_class_folders(
     saying no images exist at all, before any training starts.
     """
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
+        raise DataError(f"image folder {folder} does not exist or is not a folder")
     indexer = _Indexer(skipped)
     if indexed is not None:
         indexer.files = indexed
@@ -374,7 +374,7 @@ def open_tfds(name: str, split: str, data_dir: str | None) -> Any:
     try:
         import tensorflow_datasets as tfds  # optional: only this source needs it
     except ImportError as error:
-        raise ImportError(
+        raise DataError(
             f"data.source='tfds' (dataset {name!r}) needs TensorFlow Datasets, which is not installed: "
             "`pip install tensorflow-datasets array_record` (TensorFlow itself is not needed for "
             "prepared data), then prepare the data once with `tfds build "
@@ -386,7 +386,7 @@ def open_tfds(name: str, split: str, data_dir: str | None) -> Any:
     # tfds raises DatasetNotFoundError, AssertionError, FileNotFoundError... depending on what is missing.
     except Exception as error:
         where = data_dir or "the default tfds data_dir (~/tensorflow_datasets)"
-        raise RuntimeError(
+        raise DataError(
             f"tfds dataset {name!r} split {split!r} is not available in {where} as prepared "
             f"array_record files ({type(error).__name__}: {error}). Prepare it with `tfds build {name} "
             "--file_format=array_record` (needs network and TensorFlow) and set data.root to its data_dir."
