@@ -110,3 +110,18 @@ def test_an_intact_checkpoint_of_another_model_is_refused_not_moved(finished, tm
     checkpointer.close()
     assert not (workdir / "corrupt_checkpoints").exists()
     assert json.loads((workdir / "config.json").read_text())["train"]["steps"] == 12
+
+
+def test_a_damaged_best_checkpoint_is_set_aside_and_the_best_metrics_stay_right(finished, tmp_path):
+    data_root, reference_dir, reference = finished
+    assert reference["best_step"] != 12  # so the best checkpoint is needed at the end
+    workdir = _killed_after_last_checkpoint(reference_dir, tmp_path / "run")
+    (best,) = [p for p in (workdir / "best").iterdir() if p.name.isdigit()]
+    metadata = best / "meta" / "metadata"
+    os.truncate(metadata, metadata.stat().st_size // 2)
+    resumed = train_and_evaluate(fixtures.tiny_config(data_root, steps=12), workdir)
+    for key in (*COMPARED, "best_val_accuracy", "best_step"):
+        assert resumed[key] == reference[key], key
+    # Its variables are gone, so the test score at the best step is not reported rather than guessed.
+    assert "test_accuracy_at_best_val" not in resumed
+    assert (workdir / "corrupt_checkpoints" / f"best-{best.name}" / "meta" / "metadata").exists()

@@ -358,7 +358,11 @@ def _train_and_evaluate(
         train_iter.set_state(placement.own_iterator_state(iterator_state))
         logging.info("resumed from %s at step %d", checkpointer.latest.directory, int(state.step))
     start_step = int(state.step)
-    best = checkpointer.best_meta() or {"val_accuracy": -1.0, "step": None}
+    best = (
+        checkpointer.best_meta()
+        or _best_from_metrics(workdir, start_step)  # the best checkpoint was damaged (set aside)
+        or {"val_accuracy": -1.0, "step": None}
+    )
     writer = MetricWriter(workdir, resume_step=start_step) if placement.is_main else NullWriter()
     feeder = placement.feeder(train_iter)
     progress = Progress(total_steps, batch_size, start_step)
@@ -572,6 +576,22 @@ def _train_and_evaluate(
         # Stop the iterator's prefetch threads now, while the interpreter is fully alive (at exit,
         # grain's finaliser can run after the modules it needs are gone and print noise).
         del train_iter
+
+
+def _best_from_metrics(workdir: Path, up_to_step: int) -> dict[str, Any] | None:
+    """The best validation record up to `up_to_step` in metrics.jsonl (first of equals, as the loop
+    picks it), for a run whose best checkpoint was lost: its metrics stay right, its variables are gone."""
+    best = None
+    for record in MetricWriter.read(workdir / "metrics.jsonl"):
+        if record.get("split") != "val" or record.get("step", 0) > up_to_step:
+            continue
+        if best is None or record["accuracy"] > best["val_accuracy"]:
+            best = {
+                "step": record["step"],
+                "val_accuracy": record["accuracy"],
+                "val_loss": record["loss"],
+            }
+    return best
 
 
 def _warn_unused_rules(config: Any, groups: setup.Groups) -> list[str]:
