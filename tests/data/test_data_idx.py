@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 import tljax.data as data
 from tljax.data import idx
+from tljax.errors import DataError
 
 # ubyte, 3 dims [2, 2, 3], values 0..11.
 UBYTE_FILE = b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02" * 2 + b"\x00\x00\x00\x03" + bytes(range(12))
@@ -80,3 +82,30 @@ def test_real_fashion_mnist_files() -> None:
     # Real pictures, not zeros: the mean Fashion-MNIST pixel is about 72.9.
     assert 70 < train_images.mean() < 76
     assert len(data.FASHION_MNIST_CLASSES) == 10 and data.FASHION_MNIST_CLASSES[9] == "Ankle boot"
+
+
+def test_gzip_bomb_and_lying_headers_are_refused_without_inflating(tmp_path: Path) -> None:
+    # 64 MiB of zeros gzip to ~64 kB; the header says 16 bytes: refused after reading 17.
+    header = bytes([0, 0, 0x08, 1]) + (16).to_bytes(4, "big")
+    (tmp_path / "bomb.gz").write_bytes(gzip.compress(header + bytes(64 << 20), mtime=0))
+    # A header declaring 2**64 bytes (four dims of 2**16) in a tiny gzip file.
+    huge = bytes([0, 0, 0x08, 4]) + (2**16).to_bytes(4, "big") * 4
+    (tmp_path / "huge.gz").write_bytes(gzip.compress(huge + bytes(10), mtime=0))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"\(16 bytes\) but the file holds more than 16 bytes"):
+            data.read_idx(tmp_path / "bomb.gz")
+        with pytest.raises(DataError, match=r"declares 18446744073709551616 bytes.*refused before"):
+            data.read_idx(tmp_path / "huge.gz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, peak
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(UBYTE_FILE, mtime=0)[:-12])
+    with pytest.raises(DataError, match="cut.gz"):
+        data.read_idx(tmp_path / "cut.gz")
+
+
+def test_missing_idx_files_say_where_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"no train-images-idx3-ubyte\[\.gz\] in .*apt-get install"):
+        idx.load_idx_split(tmp_path, "train")

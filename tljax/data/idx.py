@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 from pathlib import Path
 
 import numpy as np
+
+from tljax.errors import DataError
 
 # IDX type code → big-endian numpy dtype.
 _IDX_DTYPES = {
@@ -42,30 +45,60 @@ MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 _PREFIXES = {"train": "train", "test": "t10k"}
 
 
+# deflate cannot expand data more than ~1032x: a header declaring more than that is a lie, refused
+# before any allocation.
+_MAX_GZIP_RATIO = 1100
+
+
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one IDX file (gzip or raw) into a native-endian numpy array of the stored shape and type.
 
-    Raises ValueError naming the file when the magic, the type code or the size does not match the header,
-    so a truncated download is reported rather than silently reshaped.
+    Raises `DataError` (a ValueError) naming the file when the magic, the type code or the size does not
+    match the header, so a truncated download is reported rather than silently reshaped. The data is
+    decompressed in a stream and never past the size the header declares, so a gzip bomb (a small file
+    that inflates to gigabytes) is refused after reading one byte more than that size, not inflated whole.
     """
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (magic {raw[:4].hex()!r}, want 0000TTNN)")
-    type_code, ndim = raw[2], raw[3]
-    if type_code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX type code 0x{type_code:02x}")
-    header_end = 4 + 4 * ndim
-    shape = tuple(int(d) for d in np.frombuffer(raw[4:header_end], dtype=">u4"))
-    dtype = _IDX_DTYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header_end != expected:
-        raise ValueError(
-            f"{path}: header says shape {shape} of {dtype.name} ({expected} bytes) but the file holds "
-            f"{len(raw) - header_end} bytes of data"
-        )
-    data = np.frombuffer(raw, dtype=dtype, offset=header_end).reshape(shape)
+    with open(path, "rb") as raw_file:
+        compressed = raw_file.read(2) == b"\x1f\x8b"
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as stream:
+            head = stream.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (magic {head.hex()!r}, want 0000TTNN)")
+            type_code, ndim = head[2], head[3]
+            if type_code not in _IDX_DTYPES:
+                raise DataError(f"{path}: unknown IDX type code 0x{type_code:02x}")
+            dims = stream.read(4 * ndim)
+            if len(dims) != 4 * ndim:
+                raise DataError(f"{path}: the file ends inside its {ndim}-dimension header")
+            shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+            dtype = _IDX_DTYPES[type_code]
+            expected = math.prod(shape) * dtype.itemsize
+            if compressed:
+                if expected > _MAX_GZIP_RATIO * os.path.getsize(path):
+                    raise DataError(
+                        f"{path}: header declares {expected} bytes of data, more than a gzip file of "
+                        f"{os.path.getsize(path)} bytes can hold; refused before inflating it"
+                    )
+                payload = stream.read(expected + 1)  # one byte more tells a longer stream
+                got = len(payload)
+            else:
+                got = os.path.getsize(path) - 4 - 4 * ndim
+                payload = stream.read(expected) if got == expected else b""
+            if got != expected:
+                held = f"more than {expected}" if compressed and got > expected else str(got)
+                raise DataError(
+                    f"{path}: header says shape {shape} of {dtype.name} ({expected} bytes) but the "
+                    f"file holds {held} bytes of data"
+                )
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DataError(
+            f"{path}: cannot read the IDX file ({type(error).__name__}: {error})"
+        ) from error
+    data = np.frombuffer(payload, dtype=dtype).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
 
 
@@ -88,7 +121,7 @@ def _find(root: Path, stem: str) -> Path:
     for candidate in (root / f"{stem}.gz", root / stem):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise DataError(
         f"no {stem}[.gz] in {root}. Fashion-MNIST: `apt-get install dataset-fashion-mnist` "
         f"(installs {FASHION_MNIST_DIR}) or set data.root to a folder holding the four IDX files."
     )
