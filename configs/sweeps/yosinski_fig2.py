@@ -20,7 +20,8 @@ batch 64) and is scored on all 5,000 test images of B. The report draws `figures
 
 Arguments (`:quick`, `:gpu`, or `key=value,...`): `scale` (cpu | quick | gpu, see configs/transfer.py),
 `splits` (`+`-separated, default `r0+r1+dissimilar`), `seeds` (default 3), `n` (`+`-separated layers,
-default 1..7). `quick` = scale quick, split r0, one seed, n=3: six points, the test suite's smoke sweep.
+default 1..7), `b_shots` (training images per class of B for baseB and every transfer run, default the
+scale's; baseA keeps the scale's: the paper's "smaller B training set" check of AnB+ ≥ baseB). `quick` = scale quick, split r0, one seed, n=3: six points, the test suite's smoke sweep.
 Budget (cpu): 3 splits × (2 + 7·4) × 3 seeds = 270 runs of ≈ 22 CPU-seconds each, ≈ 50 min on 2 idle
 cores (measured for one point on a loaded machine and extrapolated; the sweep itself was not run in
 full here).
@@ -33,6 +34,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from tljax.data import FASHION_MNIST_CLASSES
+from tljax.data.classes import resolve_classes
 from tljax.experiments import spec
 from tljax.experiments.transfer_figures import fig2_summary, plot_fig2
 
@@ -63,6 +66,7 @@ def _options(arg: str | None) -> dict[str, Any]:
         "splits": "r0+r1+dissimilar",
         "seeds": 3,
         "n": "+".join(str(n) for n in range(1, LAYERS)),
+        "b_shots": 0,
     }
     if arg in ("quick", "gpu"):
         options["scale"] = arg
@@ -73,7 +77,7 @@ def _options(arg: str | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or key not in options:
             raise ValueError(f"sweep argument {item!r}: use quick, gpu or {sorted(options)}=...")
-        options[key] = int(value) if key == "seeds" else value
+        options[key] = int(value) if key in ("seeds", "b_shots") else value
     return options
 
 
@@ -94,6 +98,8 @@ def get_sweep(arg: str | None = None) -> spec.Sweep:
         raise ValueError(f"unknown split(s) {unknown}; choose from {sorted(SPLITS)}")
     layers = [int(n) for n in options["n"].split("+")]
     base = _transfer_config(f"scale={options['scale']}")
+    # B's training set: the scale's, or `b_shots` images per class (baseA is not affected).
+    on_b = {"data.train_per_class": options["b_shots"]} if options["b_shots"] else {}
     phases = []
     for split in splits:
         classes_a, classes_b, class_seed = SPLITS[split]
@@ -102,7 +108,11 @@ def get_sweep(arg: str | None = None) -> spec.Sweep:
                 f"base-{split}",
                 spec.product(
                     spec.axis(
-                        "half", {"A": {"data.classes": classes_a}, "B": {"data.classes": classes_b}}
+                        "half",
+                        {
+                            "A": {"data.classes": classes_a},
+                            "B": {"data.classes": classes_b, **on_b},
+                        },
                     ),
                     spec.seeds(options["seeds"]),
                 ),
@@ -133,11 +143,14 @@ def get_sweep(arg: str | None = None) -> spec.Sweep:
                     "data.classes": classes_b,
                     "data.class_seed": class_seed,
                     "transfer.lr_mult": 1.0,
+                    **on_b,
                 },
             )
         )
     return spec.Sweep(
-        name="yosinski_fig2" if arg != "quick" else "yosinski_fig2_quick",
+        name="yosinski_fig2"
+        + ("_quick" if arg == "quick" else "")
+        + (f"_b{options['b_shots']}" if options["b_shots"] else ""),
         base=base,
         phases=phases,
         metric="test_accuracy",
@@ -157,6 +170,13 @@ def fig2_rows(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
     return out
 
 
+def _b_names(split: str) -> str:
+    """`B = Trouser, Sandal, …`: the target classes of a split, for the figure's title."""
+    _, classes_b, class_seed = SPLITS[split]
+    names = FASHION_MNIST_CLASSES
+    return "B = " + ", ".join(names[i] for i in resolve_classes(classes_b, names, class_seed))
+
+
 def plot_splits(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     """The report hook: one Fig.-2 figure and markdown table per split that has finished runs."""
     paths = []
@@ -167,7 +187,7 @@ def plot_splits(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         except ValueError:  # nothing finished yet for this split
             continue
         figure = plot_fig2(
-            selected, Path(out_dir) / f"fig2_{split}.png", title=f"Fashion-MNIST, split {split}"
+            selected, Path(out_dir) / f"fig2_{split}.png", title=f"split {split}: {_b_names(split)}"
         )
         table = Path(out_dir) / f"fig2_{split}.md"
         table.write_text(summary.markdown() + "\n")

@@ -35,6 +35,18 @@ def test_fig2_sweep_points_and_configs(tmp_path):
         "finetune",
     )
     assert config.data.classes == "Trouser,Sandal,Sneaker,Bag,Ankle boot" and config.seed == 1002
+    small_b, _ = spec.load(f"{FIG2}:splits=r1,seeds=1,n=2,b_shots=20")
+    small_points = {p.id: p for p in spec.expand(small_b)}
+    assert small_b.name == "yosinski_fig2_b20" and len(small_points) == 2 + 4
+    configs = {
+        name: spec.point_config(small_b, small_points[name], list(small_points.values()), tmp_path)
+        for name in (
+            "base-r1/half=A,seed=0",
+            "base-r1/half=B,seed=0",
+            "transfer-r1/n=2,mode=AnB,seed=0",
+        )
+    }
+    assert [c.data.train_per_class for c in configs.values()] == [200, 20, 20]
     gpu, _ = spec.load(f"{FIG2}:gpu")
     gpu_points = spec.expand(gpu)
     spec.validate(gpu, gpu_points, tmp_path)
