@@ -109,3 +109,21 @@ def test_bad_selections_are_one_clear_error():
     with pytest.raises(ConfigError, match="'half:A' or 'half:B'"):
         resolve_classes("half:C", NAMES)
     assert resolve_classes(None, NAMES) == list(range(10))
+
+
+def test_a_bad_class_name_is_refused_by_config_validation(small_config):
+    """Before any data is read (and so before any point of a sweep starts)."""
+    from tljax.train.defaults import default_config
+    from tljax.train.validate import validate_config
+
+    config = default_config()
+    config.data.classes = "Trouser,Sneakers"
+    with pytest.raises(ConfigError, match=r"unknown class 'Sneakers'.*7='Sneaker'"):
+        validate_config(config)
+    config.data.classes = "half:B"
+    validate_config(config)
+    config.data.source, config.data.root, config.data.classes = "image_folder", "/data", "half:X"
+    with pytest.raises(ConfigError, match="'half:A' or 'half:B'"):
+        validate_config(config)
+    config.data.classes = "cat,dog"  # folder names are only known once the folder is indexed
+    validate_config(config)

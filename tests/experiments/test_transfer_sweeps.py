@@ -10,9 +10,10 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from conftest import REPO, sweep_env
 
-from tljax import models, weights
+from tljax import errors, models, weights
 from tljax.experiments import spec
 
 FIG2 = REPO / "configs" / "sweeps" / "yosinski_fig2.py"
@@ -91,3 +92,16 @@ def test_quick_fig2_sweep_runs_and_reports(tmp_path):
     assert (out / "figures" / "fig2_r0.png").stat().st_size > 10_000
     table = (out / "figures" / "fig2_r0.md").read_text()
     assert table.startswith("baseB: ") and "| 3 | " in table
+
+
+def test_a_bad_class_name_stops_the_sweep_before_any_point(tmp_path):
+    sweep, _ = spec.load(f"{FIG2}:quick")
+    bad = spec.Sweep(
+        name="bad_classes",
+        base=sweep.base,
+        phases=[spec.Phase("base", spec.axis("task", {"typo": {"data.classes": "Bag,Sneakers"}}))],
+    )
+    with pytest.raises(
+        errors.ConfigError, match=r"point base/task=typo: .*unknown class 'Sneakers'"
+    ):
+        spec.validate(bad, spec.expand(bad), tmp_path)

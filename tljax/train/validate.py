@@ -194,6 +194,7 @@ def config_problems(config: Any) -> list[str]:
             f"train.steps=0 and train.epochs={epochs!r}: nothing to train; set train.steps > 0 or "
             "train.epochs > 0"
         )
+    problems += _class_problems(config)
     for key in ("optim.param_rules", "bn.rules"):
         rules = _get(config, key)
         for index, rule in enumerate(rules or ()):
@@ -206,6 +207,30 @@ def config_problems(config: Any) -> list[str]:
             except re.error as error:
                 problems.append(f"{key}[{index}]: invalid regex {pattern!r} ({error})")
     return problems
+
+
+def _class_problems(config: Any) -> list[str]:
+    """`data.classes` checked against the dataset's class names where they are known without reading
+    any data (the IDX datasets), and its form everywhere (`half:A`/`half:B`, not empty)."""
+    from tljax.data.classes import HALF_PREFIX, resolve_classes
+    from tljax.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES
+
+    selection = _get(config, "data.classes")
+    if selection is _MISSING or selection is None:
+        return []
+    known = {"fashion_mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES}.get(
+        _get(config, "data.source")
+    )
+    if known is None:
+        if not (isinstance(selection, str) and selection.strip().startswith(HALF_PREFIX)):
+            return []  # names of an image folder / tfds dataset: checked when the data is indexed
+        known = ("first", "second")  # any two names: only the half's side is checked
+    seed = _get(config, "data.class_seed")
+    try:
+        resolve_classes(selection, list(known), seed if _integer(seed) else 0)
+    except ConfigError as error:
+        return [str(error)]
+    return []
 
 
 def validate_config(config: Any) -> None:
