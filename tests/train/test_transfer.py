@@ -105,8 +105,14 @@ def test_frozen_copies_stay_bitwise_unchanged_and_finetuned_copies_move(source_r
     # The frozen copies own no optimizer state in the run's last checkpoint.
     config = transfer_config(root, source, n=2, mode="frozen")
     assignment = optim.assign_groups(source_variables["params"], setup.param_rules(config, model))
-    state = Checkpointer(tmp_path / "frozen").read_state()
-    assert optim.frozen_state_leaves(state["opt_state"], assignment) == []
+    frozen_state = Checkpointer(tmp_path / "frozen").read_state()["opt_state"]
+    assert optim.frozen_state_leaves(frozen_state, assignment) == []
+    # Non-vacuous: the fine-tuned run's state does hold moments for those same parameters.
+    finetune_state = Checkpointer(tmp_path / "finetune").read_state()["opt_state"]
+    assert (
+        len(optim.frozen_state_leaves(finetune_state, assignment)) == 2 * 2
+    )  # conv1/2 kernel+bias
+    assert optim.state_size(frozen_state) < optim.state_size(finetune_state)
 
 
 def test_best_checkpoint_and_strict_checks(source_run, tmp_path):
