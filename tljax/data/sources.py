@@ -173,16 +173,38 @@ class _Indexer:
         """The image files that live in `class_dir` (recursively), hidden ones excluded."""
         home = os.path.realpath(class_dir)
         found: list[str] = []
-        self._walk(str(class_dir), home, {home}, found)
+        walked = {home}
+        # Depth first with an explicit stack (no recursion limit on deep trees); a folder is checked
+        # when it is popped, so the order and the reports are those of a recursive sorted walk.
+        stack: list[tuple[str, str | None]] = [(str(class_dir), None)]
+        while stack:
+            directory, resolved = stack.pop()
+            if resolved is not None:
+                if not _inside(resolved, home):
+                    self.ignored.add(
+                        directory,
+                        f"symlink to folder {resolved}, outside its class folder {home}: ignored so "
+                        "that no image is labelled with a class it does not live in",
+                    )
+                    continue
+                if resolved in walked:
+                    self.ignored.add(
+                        directory,
+                        f"folder {resolved} already indexed (through another link, or a link loop)",
+                    )
+                    continue
+                walked.add(resolved)
+            stack += reversed(self._list(directory, home, found))
         return found
 
-    def _walk(self, directory: str, home: str, walked: set[str], found: list[str]) -> None:
+    def _list(self, directory: str, home: str, found: list[str]) -> list[tuple[str, str | None]]:
+        """Adds `directory`'s image files to `found`; returns its sub-folders as (path, resolved)."""
         try:
             entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
         except OSError as error:  # unreadable folder: reported, the rest is indexed
             self.ignored.add(directory, f"cannot list folder ({error.strerror or error})")
-            return
-        subdirs = []
+            return []
+        subdirs: list[tuple[str, str | None]] = []
         for entry in entries:
             if image_io.is_hidden(entry.name):
                 continue
@@ -197,20 +219,7 @@ class _Indexer:
                 subdirs.append((entry.path, resolved))
             elif image_io.has_image_extension(entry.name):
                 self._add_file(entry.path, resolved, home, found)
-        for path, resolved in subdirs:
-            if not _inside(resolved, home):
-                self.ignored.add(
-                    path,
-                    f"symlink to folder {resolved}, outside its class folder {home}: ignored so that "
-                    "no image is labelled with a class it does not live in",
-                )
-            elif resolved in walked:
-                self.ignored.add(
-                    path, f"symlink to folder {resolved}, already indexed (a link loop)"
-                )
-            else:
-                walked.add(resolved)
-                self._walk(path, home, walked, found)
+        return subdirs
 
     def _add_file(self, path: str, resolved: str, home: str, found: list[str]) -> None:
         if not _inside(resolved, home):
