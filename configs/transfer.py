@@ -12,7 +12,8 @@ the classes (`data.classes`, relabelled 0..4), or with layers 1..n copied from a
     python -m tljax.main --config=configs/transfer.py:classes=half:B,n=3,mode=finetune,source=/tmp/yos/baseA \
         --workdir=/tmp/yos/A3B+
 
-`arg` keys: `classes` (`half:A` / `half:B` / comma-separated names, see `tljax.data.classes`),
+`arg` keys: `classes` (`half:A` / `half:B` / one class; a list of names has commas, so give it as
+`--config.data.classes=Trouser,Bag,...` instead, see `tljax.data.classes`),
 `class_seed`, `n` (0 = a base network from scratch, else the transfer recipe with
 `transfer.layers=n`), `mode` (`frozen` = AnB/BnB, `finetune` = AnB+/BnB+ at lr × 1, as in the paper),
 `source` (the workdir of the base run to copy from), `shots` (training images per class, `all` = the
