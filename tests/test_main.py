@@ -94,3 +94,27 @@ def test_convert_out_under_a_file_is_one_line_before_reading_the_weights(tmp_pat
         f"error: --out {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a file, not a "
         "directory; choose another --out"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--config=configs/nope.py"], "error: --config file configs/nope.py does not exist"),
+        (
+            ["--config=configs/feature_extractor.py:bogus=1"],
+            "error: flag --config=configs/feature_extractor.py:bogus=1: ValueError: config argument "
+            "'bogus' unknown",
+        ),
+        (
+            ["--config=configs/feature_extractor.py", "--config.train.steps=abc"],
+            "error: flag --config.train.steps=abc: invalid literal for int()",
+        ),
+    ],
+    ids=["missing-file", "bad-config-arg", "bad-value-type"],
+)
+def test_bad_config_flags_are_one_line(tmp_path, args, line):
+    result = _tool("tljax.main", *args, f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == errors.EXIT_USER_ERROR, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(line), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

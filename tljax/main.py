@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
+import os
 import sys
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -60,7 +62,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    config = _CONFIG.value
+    config = _load_config()
     logging.info("config:\n%s", config)
     try:
         results = train_and_evaluate(
@@ -71,7 +73,7 @@ def main(argv: list[str]) -> int:
         return errors.EXIT_FAILED
     except (
         KeyboardInterrupt
-    ):  # a second Ctrl-C: stopped at once, the last complete checkpoint stands
+    ):  # a second Ctrl-C: stopped at once; the last complete checkpoint stands
         print("error: interrupted; rerun the same command to resume", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
     if results.get("preempted"):
@@ -84,19 +86,48 @@ def main(argv: list[str]) -> int:
     return errors.EXIT_OK
 
 
+def _load_config():
+    """The parsed --config; a file that does not exist or fails to load is one `ConfigError` line."""
+    config = _CONFIG.value
+    try:
+        config.to_dict()  # ml_collections defers a failed load: its stand-in raises on first use
+        return config
+    except OSError as error:
+        filename = config_flags.get_config_filename(FLAGS["config"])
+        if not os.path.exists(filename):
+            raise errors.ConfigError(
+                f"--config file {filename} does not exist (the configs are in configs/)"
+            ) from error
+        raise errors.ConfigError(
+            f"--config file {filename} could not be loaded: {error}"
+        ) from error
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(errors.EXIT_USER_ERROR)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with a one-line error for `--config.<key>` overrides the locked config lacks."""
+    """absl flag parsing with one-line errors: an override the locked config lacks, a value of the
+    wrong type, and a config file whose `get_config(arg)` refuses its argument."""
     try:
         return FLAGS(argv)
     except (AttributeError, KeyError) as error:  # raised by config_flags for an unknown key
         # ml_collections nests the KeyError's repr in the message: unescape it into one readable line.
         detail = str(error).encode().decode("unicode_escape").replace("\n", " ")
-        print(
-            f"error: unknown --config key {detail} (configs are locked; see the config file for the "
-            "valid keys)",
-            file=sys.stderr,
+        _fail(
+            f"unknown --config key {detail} (configs are locked; see the config file for the "
+            "valid keys)"
         )
-        sys.exit(errors.EXIT_USER_ERROR)
+    except flags.IllegalFlagValueError as error:
+        if "--verbose" in argv:
+            raise
+        # config_flags appends the config file's traceback; its last line is the config's own error.
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        first = lines[0].split(": Error whilst parsing config file")[0] if lines else str(error)
+        detail = lines[-1].strip() if "Error whilst parsing config file" in str(error) else ""
+        _fail(f"{first}{': ' + detail if detail else ''} (--verbose shows the traceback)")
 
 
 def run() -> None:
