@@ -41,10 +41,10 @@ def _checkpoint_steps(workdir: Path) -> list[int]:
 
 
 def test_kill9_mid_point_then_relaunch_matches_uninterrupted_sweep(data_root, tmp_path):
-    arg = f"data={data_root},steps=9"
+    arg = f"data={data_root},steps=6"
     root = tmp_path / "root"
     first = subprocess.Popen(
-        _sweep_command(arg + ",slow=0.3", root),
+        _sweep_command(arg + ",slow=0.2", root),
         cwd=REPO,
         env=sweep_env(),
         stdout=subprocess.PIPE,
