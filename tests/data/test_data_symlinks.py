@@ -67,12 +67,14 @@ def test_symlink_loops_finish_and_are_reported(tmp_path: Path) -> None:
     os.symlink("b", tmp_path / "cat" / "a")  # a -> b -> a: ELOOP
     os.symlink("a", tmp_path / "cat" / "b")
     os.symlink("nowhere.png", tmp_path / "cat" / "dangling.png")
+    os.mkfifo(tmp_path / "cat" / "pipe.png")  # opening it would block the indexer forever
     (tmp_path / "cat" / "deep").mkdir()
     os.symlink("../..", tmp_path / "cat" / "deep" / "root")  # a cycle through the root
     found, skipped = _index(tmp_path)
     assert found["cat"] == _resolved(cats)
     ignored = _ignored(skipped, tmp_path)
-    assert set(ignored) == {"cat/a", "cat/b", "cat/dangling.png", "cat/deep/root"}
+    assert set(ignored) == {"cat/a", "cat/b", "cat/dangling.png", "cat/deep/root", "cat/pipe.png"}
+    assert ignored["cat/pipe.png"] == "not a regular file"
     assert all("broken symlink" in ignored[k] for k in ("cat/a", "cat/b", "cat/dangling.png"))
 
 

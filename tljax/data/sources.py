@@ -217,8 +217,12 @@ class _Indexer:
                 continue
             if is_dir:
                 subdirs.append((entry.path, resolved))
-            elif image_io.has_image_extension(entry.name):
+            elif not image_io.has_image_extension(entry.name):
+                continue
+            elif entry.is_file():
                 self._add_file(entry.path, resolved, home, found)
+            else:  # a FIFO, socket or device named like an image: opening it could block forever
+                self.ignored.add(entry.path, "not a regular file")
         return subdirs
 
     def _add_file(self, path: str, resolved: str, home: str, found: list[str]) -> None:
