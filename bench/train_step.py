@@ -40,7 +40,8 @@ def run_tljax(mode: str, args) -> dict:
     from tljax.train.state import make_key
 
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
-    model = models.get("resnet50", num_classes=10, dtype=dtype)
+    name = getattr(args, "model", "resnet50")  # bench/gpu.py --cpu uses resnet18
+    model = models.get(name, num_classes=10, dtype=dtype)
     variables = jax.jit(model.init)(make_key(0), jnp.zeros((1, args.size, args.size, 3)))
     variables = {k: dict(v) for k, v in variables.items()}
     rules = [("classifier/.*", {}), (".*", "frozen")] if mode == "frozen" else [(".*", {})]
@@ -49,7 +50,7 @@ def run_tljax(mode: str, args) -> dict:
         optim.bn_module_paths(variables["batch_stats"]), None, assignment
     )
     model = models.get(
-        "resnet50", num_classes=10, dtype=dtype, frozen_bn=optim.frozen_bn_field(decisions)
+        name, num_classes=10, dtype=dtype, frozen_bn=optim.frozen_bn_field(decisions)
     )
     cfg = optim.OptimConfig(
         name="sgd", lr=0.01, momentum=0.9, weight_decay=0.0, schedule="constant"
@@ -99,7 +100,9 @@ def run_torch(mode: str, args) -> dict:
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     torch.manual_seed(0)
-    model = torchvision.models.resnet50(num_classes=10).to(device)
+    model = getattr(torchvision.models, getattr(args, "model", "resnet50"))(num_classes=10).to(
+        device
+    )
     if mode == "frozen":
         for name, parameter in model.named_parameters():
             parameter.requires_grad = name.startswith("fc.")
