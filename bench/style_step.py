@@ -41,10 +41,10 @@ ALPHA, BETA, LR = 10.0, 40.0, 2.0
 def images(size: int) -> tuple[np.ndarray, np.ndarray]:
     import skimage.data
 
-    from tljax.imageopt import core
+    from tljax.imageopt import images
 
-    content = core.resize_image(skimage.data.astronaut().astype(np.float32), (size, size))
-    style = core.resize_image(skimage.data.coffee().astype(np.float32), (size, size))
+    content = images.resize_image(skimage.data.astronaut().astype(np.float32), (size, size))
+    style = images.resize_image(skimage.data.coffee().astype(np.float32), (size, size))
     return content, style
 
 
@@ -69,7 +69,7 @@ def run_tljax(features_torch, content, style_image, args, dtype_name: str, inner
     import optax
 
     from tljax import models
-    from tljax.imageopt import core, style
+    from tljax.imageopt import core, objective, style
     from tljax.weights.porting import port_state_dict
 
     dtype = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
@@ -93,7 +93,9 @@ def run_tljax(features_torch, content, style_image, args, dtype_name: str, inner
         learning_rate=LR,
         chunk_size=args.steps,
     )
-    taps_fn = core.make_taps_fn(model, variables, (CONTENT_TAP, *STYLE_TAPS), preprocessing=Pre)
+    taps_fn = objective.make_taps_fn(
+        model, variables, (CONTENT_TAP, *STYLE_TAPS), preprocessing=Pre
+    )
     targets = style.build_targets(taps_fn, variables, content, [style_image], [1.0], options)
     optimizer = optax.adam(LR)
     loop = core.ChunkedLoop(
@@ -101,7 +103,7 @@ def run_tljax(features_torch, content, style_image, args, dtype_name: str, inner
         args.steps,
         desc="tljax",
         inner=inner,
-        cpu_inner=style.style_defaults("vgg19")["cpu_loop"],  # what `stylize` uses for VGG
+        cpu_inner="python",  # what configs/style_vgg19.py uses for VGG
     )
 
     def fresh():

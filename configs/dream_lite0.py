@@ -7,8 +7,9 @@ Offline: the astronaut photo ships in the scikit-image wheel, the weights in the
 
 Result: fur and dog-like faces grow on the suit, helmet and background; the objective (half the mean
 square of `blocks.10`) rises at every octave: 32.6→52.9, 39.3→56.9, 42.3→60.1, 43.9→71.2.
-With VGG19 weights supplied by the user: `--config.model=vgg19 --config.weights=/path/vgg19-dcbb9e9d.pth
---config.objectives=relu4_3 --config.cpu_loop=python`.
+This is `python -m tljax.dream`'s default config. With VGG19 weights supplied by the user:
+`configs/dream_vgg19.py`. Lite0's values were chosen by eye on this embedded default; deeper Lite blocks
+give object parts, early ones strokes.
 
 Overrides: `--config.objectives=blocks.7:12` (one channel), `--config.max_side=1024` (large images
 are tiled automatically when the step would not fit in memory), `--config.octaves=6`.
@@ -25,12 +26,13 @@ SKIMAGE_DATA = os.path.join(os.path.dirname(skimage.__file__), "data")
 
 def get_config(arg: str | None = None):
     del arg
-    config = default_config("efficientnet_lite0")
+    config = default_config()
+    config.model = "efficientnet_lite0"
     config.weights = "efficientnet_lite0"  # the real ImageNet weights, installed offline
     config.image = os.path.join(SKIMAGE_DATA, "astronaut.png")
     config.out = "/tmp/imageopt_out/dream_lite0.png"
     config.max_side = 256
-    config.objectives = "blocks.10"
+    config.objectives = ("blocks.10",)
     config.reduction = "l2"
     config.octaves = 4
     config.octave_scale = 1.3

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tljax.imageopt import core
+from tljax.imageopt import core, images, objective
 from tljax.models.common import TapRecorder
 
 
@@ -53,17 +53,19 @@ def tiny():
 
 
 def test_parse_tap_spec():
-    assert core.parse_tap_spec("blocks.10") == core.TapSpec("blocks.10", None)
-    assert core.parse_tap_spec("blocks.10:37") == core.TapSpec("blocks.10", 37)
-    assert str(core.parse_tap_spec("layer3.5:2")) == "layer3.5:2"
+    assert objective.parse_tap_spec("blocks.10") == objective.TapSpec("blocks.10", None)
+    assert objective.parse_tap_spec("blocks.10:37") == objective.TapSpec("blocks.10", 37)
+    assert str(objective.parse_tap_spec("layer3.5:2")) == "layer3.5:2"
     for bad in ("", ":3", "relu1:x", "relu1:-1"):
         with pytest.raises(ValueError):
-            core.parse_tap_spec(bad)
+            objective.parse_tap_spec(bad)
 
 
 def test_taps_fn_preprocesses_and_returns_requested_taps(tiny):
     model, variables = tiny
-    taps_fn = core.make_taps_fn(model, variables, ["relu2", "conv1:2", "conv1"], preprocessing=Pre)
+    taps_fn = objective.make_taps_fn(
+        model, variables, ["relu2", "conv1:2", "conv1"], preprocessing=Pre
+    )
     assert taps_fn.taps == ("relu2", "conv1")  # channel dropped, duplicates merged
     image = np.random.default_rng(0).uniform(0, 255, (16, 16, 3)).astype(np.float32)
     got = jax.jit(taps_fn)(image, variables)
@@ -81,14 +83,14 @@ def test_unknown_tap_lists_valid_names(tiny):
     with pytest.raises(
         ValueError, match=r"relu7.*valid taps are: conv1, relu1, conv2, relu2, pool"
     ):
-        core.make_taps_fn(model, variables, ["relu1", "relu7"])
+        objective.make_taps_fn(model, variables, ["relu1", "relu7"])
 
 
 def test_preprocess_deprocess_roundtrip():
     x = jnp.asarray(np.random.default_rng(1).uniform(0, 255, (2, 5, 5, 3)), jnp.float32)
-    y = core.preprocess(x, Pre)
+    y = objective.preprocess(x, Pre)
     np.testing.assert_allclose(y[..., 2], (x[..., 2] - 100.0) / 40.0, rtol=1e-6)
-    np.testing.assert_allclose(core.deprocess(y, Pre), x, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(objective.deprocess(y, Pre), x, rtol=1e-5, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------- I/O
@@ -96,21 +98,21 @@ def test_preprocess_deprocess_roundtrip():
 
 def test_save_load_roundtrip(tmp_path):
     pixels = np.random.default_rng(2).integers(0, 256, (7, 9, 3)).astype(np.float32)
-    path = core.save_image(tmp_path / "sub" / "x.png", pixels)
-    loaded = core.load_image(path)
+    path = images.save_image(tmp_path / "sub" / "x.png", pixels)
+    loaded = images.load_image(path)
     assert loaded.dtype == np.float32 and loaded.shape == (7, 9, 3)
     np.testing.assert_array_equal(loaded, pixels)
     # out-of-range and batch-of-one inputs are clipped / squeezed on save
-    core.save_image(tmp_path / "y.png", pixels[None] * 2 - 100)
+    images.save_image(tmp_path / "y.png", pixels[None] * 2 - 100)
     np.testing.assert_array_equal(
-        core.load_image(tmp_path / "y.png"), np.clip(pixels * 2 - 100, 0, 255)
+        images.load_image(tmp_path / "y.png"), np.clip(pixels * 2 - 100, 0, 255)
     )
 
 
 def test_gray_rgba_palette_and_16bit_inputs(tmp_path):
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     Image.fromarray(gray, "L").save(tmp_path / "gray.png")
-    loaded = core.load_image(tmp_path / "gray.png")
+    loaded = images.load_image(tmp_path / "gray.png")
     assert loaded.shape == (3, 4, 3)
     for c in range(3):
         np.testing.assert_array_equal(loaded[..., c], gray)
@@ -120,39 +122,39 @@ def test_gray_rgba_palette_and_16bit_inputs(tmp_path):
     rgba[0, 1] = (0, 0, 255, 0)  # fully transparent → white background
     rgba[1, :] = (0, 0, 0, 128)  # half-transparent black → mid gray
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    loaded = core.load_image(tmp_path / "rgba.png")
+    loaded = images.load_image(tmp_path / "rgba.png")
     np.testing.assert_array_equal(loaded[0, 0], [255, 0, 0])
     np.testing.assert_array_equal(loaded[0, 1], [255, 255, 255])
     assert np.all(np.abs(loaded[1] - 127) <= 1)
 
     Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "pal.png")
-    assert core.load_image(tmp_path / "pal.png").shape == (2, 2, 3)
+    assert images.load_image(tmp_path / "pal.png").shape == (2, 2, 3)
 
     sixteen = np.arange(6, dtype=np.uint16).reshape(2, 3) * 13107  # 0 … 65535
     Image.fromarray(sixteen).save(tmp_path / "deep.png")
-    loaded = core.load_image(tmp_path / "deep.png")
+    loaded = images.load_image(tmp_path / "deep.png")
     np.testing.assert_allclose(loaded[..., 0], sixteen / 257.0, atol=1e-3)
 
 
 def test_missing_unreadable_and_directory_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found.*nope.png"):
-        core.load_image(tmp_path / "nope.png")
+        images.load_image(tmp_path / "nope.png")
     (tmp_path / "text.png").write_text("this is not a PNG")
     with pytest.raises(ValueError, match="cannot read .*text.png"):
-        core.load_image(tmp_path / "text.png")
+        images.load_image(tmp_path / "text.png")
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "full.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cannot read .*cut.png"):
-        core.load_image(tmp_path / "cut.png")
+        images.load_image(tmp_path / "cut.png")
     with pytest.raises(ValueError, match="directory"):
-        core.load_image(tmp_path)
+        images.load_image(tmp_path)
 
 
 def test_fit_max_side_keeps_aspect():
     image = np.zeros((300, 451, 3), np.float32)
-    assert core.fit_max_side(image, 128).shape == (85, 128, 3)
-    assert core.fit_max_side(image, 451).shape == image.shape
+    assert images.fit_max_side(image, 128).shape == (85, 128, 3)
+    assert images.fit_max_side(image, 451).shape == image.shape
 
 
 # ---------------------------------------------------------------------------------------------------- loop

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tljax.imageopt import core, dream
+from tljax.imageopt.objective import TapSpec, make_taps_fn, parse_tap_spec
 from tljax.models.common import TapRecorder
 
 
@@ -62,8 +63,8 @@ def test_tile_windows_cover_the_axis_with_context():
 def test_tiled_and_untiled_gradients_agree(tiny):
     model, variables, _ = tiny
     image = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (64, 48, 3)), jnp.float32)
-    specs = (core.parse_tap_spec("c3"), core.parse_tap_spec("c2:3"))
-    taps_fn = core.make_taps_fn(model, variables, [s.tap for s in specs], preprocessing=Pre)
+    specs = (parse_tap_spec("c3"), parse_tap_spec("c2:3"))
+    taps_fn = make_taps_fn(model, variables, [s.tap for s in specs], preprocessing=Pre)
     shapes = {k: v.shape for k, v in jax.eval_shape(taps_fn, image, variables).items()}
     for reduction in ("mean", "l2"):
         objective = dream.make_objective(taps_fn, specs, (1.0, 0.5), reduction, shapes)
@@ -200,8 +201,45 @@ def test_bad_objectives_fail_clearly(tiny):
 
 
 def test_config_form_parses_lists():
-    config = dream.default_config("efficientnet_lite0")
-    config.objectives, config.objective_weights = "blocks.10:3, blocks.7", "1,0.5"
+    config = dream.default_config()
+    config.objectives, config.objective_weights = ("blocks.10:3", "blocks.7"), (1, 0.5)
     options = dream.options_from_config(config)
-    assert options.specs == (core.TapSpec("blocks.10", 3), core.TapSpec("blocks.7"))
+    assert options.specs == (TapSpec("blocks.10", 3), TapSpec("blocks.7"))
     assert options.weights == (1.0, 0.5)
+
+
+def test_6000x4000_tiles_when_the_estimate_leaves_no_room(tiny):
+    """The case of issue 8 item 11: XLA's estimate for the untiled step fitted the budget (13.1 GiB of
+    13.6 for Lite0), the real peak did not (15 GB). Planned from shapes only, nothing at 6000×4000 runs."""
+    model, variables, _ = tiny
+    hw = (4000, 6000)
+    common = dict(objectives=("c3",), octaves=1, tile_size=512, tile_overlap=8)
+    untiled = dream.plan_tiling(
+        model,
+        variables,
+        hw,
+        preprocessing=Pre,
+        options=dream.DreamOptions(**common, tiling="never"),
+        memory_budget=2**50,
+    )
+    assert not untiled.tiled and untiled.chunk_bytes > 6000 * 4000 * 3 * 4  # at least the image
+    auto = dream.DreamOptions(**common, tiling="auto")
+    # Fits by XLA's count, but not with the room `untiled_memory_fraction` (0.5) asks for: tiled.
+    tight = dream.plan_tiling(
+        model,
+        variables,
+        hw,
+        preprocessing=Pre,
+        options=auto,
+        memory_budget=int(1.2 * untiled.chunk_bytes),
+    )
+    assert tight.tiled and tight.chunk_bytes < untiled.chunk_bytes
+    roomy = dream.plan_tiling(
+        model,
+        variables,
+        hw,
+        preprocessing=Pre,
+        options=auto,
+        memory_budget=int(2.5 * untiled.chunk_bytes),
+    )
+    assert not roomy.tiled

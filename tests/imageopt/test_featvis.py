@@ -13,7 +13,7 @@ import pytest
 from skimage import data as skdata
 
 from tljax.imageopt import featvis
-from tljax.imageopt.core import resize_image
+from tljax.imageopt.images import resize_image
 from tljax.models.common import TapRecorder
 
 
@@ -224,22 +224,16 @@ def test_visualize_main_featvis_writes_the_grid_and_reports_ratios(tiny, tmp_pat
     from PIL import Image
 
     from tljax import visualize
-    from tljax.imageopt import core
+    from tljax.imageopt import backbone, cli
 
     model, variables = tiny
-    monkeypatch.setattr(core, "load_backbone", lambda *a, **k: (model, variables, Normalise))
-    report = visualize.run_featvis(
-        model_name="tiny",
-        weights="random",
-        tap="conv2",
-        channels=visualize.parse_channels("0-1,5"),
-        out=tmp_path / "grid.png",
-        size=32,
-        steps=16,
-        learning_rate=0.2,
-        transforms=False,
-        progress=False,
-    )
+    monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: (model, variables, Normalise))
+    config = featvis.default_config()
+    config.model, config.weights, config.tap = "tiny", "random", "conv2"
+    config.channels = cli.parse_channels("0-1,5")
+    config.out = str(tmp_path / "grid.png")
+    config.size, config.steps, config.learning_rate, config.transforms = 32, 16, 0.2, False
+    report = visualize.run_from_config(config)
     assert report["result"].channels == [0, 1, 5]
     assert report["ratio"].shape == (3,) and report["natural_max"].shape == (
         3,
@@ -247,4 +241,4 @@ def test_visualize_main_featvis_writes_the_grid_and_reports_ratios(tiny, tmp_pat
     grid = np.asarray(Image.open(report["path"]))
     assert grid.shape[2] == 3 and grid.shape[0] > 2 * 32 and grid.shape[1] > 2 * 32
     with pytest.raises(ValueError, match="bad --channels"):
-        visualize.parse_channels("0-x")
+        cli.parse_channels("0-x")

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tljax.imageopt import core, style
+from tljax.imageopt import core, images, objective, style
+from tljax.imageopt.style import colour
 from tljax.models.common import TapRecorder
 
 
@@ -100,7 +101,7 @@ def test_total_loss_equals_numpy_reference(tiny):
             "style_layer_weights": (0.5, 0.3, 0.2),
         }
     )
-    taps_fn = core.make_taps_fn(
+    taps_fn = objective.make_taps_fn(
         model, variables, ("relu2_1", "relu1_1", "relu3_1"), preprocessing=Pre
     )
     targets = style.build_targets(taps_fn, variables, content, [style_image], [1.0], options)
@@ -134,7 +135,7 @@ def test_total_loss_equals_numpy_reference(tiny):
 def test_blend_weights_average_the_normalised_grams(tiny):
     model, variables, content, style_image = tiny
     options = style.StyleOptions(**TINY_OPTIONS)
-    taps_fn = core.make_taps_fn(
+    taps_fn = objective.make_taps_fn(
         model, variables, ("relu2_1", *options.style_taps), preprocessing=Pre
     )
     other = style_image[::-1, ::-1] * 0.5
@@ -227,7 +228,7 @@ def test_luminance_preservation_keeps_content_chroma():
     # Gray-ish colours, so that swapping chroma never leaves the RGB cube (no clipping).
     stylised, content = (rng.uniform(100, 150, (5, 5, 3)).astype(np.float32) for _ in range(2))
     out = style.preserve_luminance(stylised, content)
-    to_yiq = style._RGB_TO_YIQ.T
+    to_yiq = colour._RGB_TO_YIQ.T
     np.testing.assert_allclose((out @ to_yiq)[..., 0], (stylised @ to_yiq)[..., 0], atol=1e-2)
     np.testing.assert_allclose((out @ to_yiq)[..., 1:], (content @ to_yiq)[..., 1:], atol=1e-2)
 
@@ -304,24 +305,60 @@ def test_cli_reports_missing_image(tmp_path):
 # ---------------------------------------------------------------------------------------------------- real model
 
 
+def _load_config(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
 def test_real_registered_model_end_to_end(tmp_path):
     """EfficientNet-Lite0 with its real (offline) weights, at 32 px, through the config entry point."""
-    content = core.save_image(
+    content = images.save_image(
         tmp_path / "content.png", np.random.default_rng(8).uniform(0, 255, (40, 56, 3))
     )
     yy, xx = np.mgrid[0:48, 0:48]
     painting = np.stack([(xx // 6 % 2) * 255, (yy // 6 % 2) * 255, np.full_like(xx, 90)], -1)
-    style_path = core.save_image(tmp_path / "style.png", painting)
-    config = style.default_config("efficientnet_lite0")
+    style_path = images.save_image(tmp_path / "style.png", painting)
+    config = _load_config("style_lite0")
     config.content, config.styles, config.out = (
         str(content),
-        str(style_path),
+        (str(style_path),),
         str(tmp_path / "out.png"),
     )
-    config.sizes, config.steps, config.chunk_size, config.optimizer = "32", 6, 3, "adam"
+    config.sizes, config.steps, config.chunk_size, config.optimizer = (32,), 6, 3, "adam"
     with pytest.raises(AttributeError):
         config.no_such_option = 1  # locked: typos are errors, not silent defaults
     result = style.run_from_config(config, progress=False)
-    assert core.load_image(tmp_path / "out.png").shape == (23, 32, 3)
+    assert images.load_image(tmp_path / "out.png").shape == (23, 32, 3)
     assert result.history["loss"][-1] < result.history["loss"][0]
     assert result.trace_count == 1
+
+
+def test_9000px_is_refused_from_the_estimate_before_anything_is_allocated(tiny, monkeypatch):
+    """The size is checked by compiling the step from shapes: no 9000 px buffer is ever made."""
+    model, variables, content, style_image = tiny
+
+    def no_resize(*args, **kwargs):
+        raise AssertionError("an image was resized to the output size before the memory check")
+
+    monkeypatch.setattr(images, "resize_image", no_resize)
+    options = style.StyleOptions(**{**TINY_OPTIONS, "sizes": (9000,), "optimizer": "adam"})
+    with pytest.raises(core.MemoryBudgetExceeded, match="style transfer at 9000×9000") as err:
+        style.stylize(
+            model,
+            variables,
+            content,
+            style_image,
+            preprocessing=Pre,
+            options=options,
+            progress=False,
+            memory_budget=2**30,
+        )
+    # The estimate counts at least the image and Adam's two moments, each 9000² × 3 float32.
+    assert err.value.needed >= 3 * 9000 * 9000 * 3 * 4
+    assert "cannot be tiled" in str(err.value)

@@ -221,7 +221,7 @@ def test_layer_figure_places_each_patch():
 
 def test_visualize_main_top9_writes_layer_figures(tmp_path, monkeypatch):
     from tljax import visualize
-    from tljax.imageopt import core
+    from tljax.imageopt import backbone
 
     images, plus_at, _ = planted_dataset(n=20)
     folder = tmp_path / "images"
@@ -229,19 +229,12 @@ def test_visualize_main_top9_writes_layer_figures(tmp_path, monkeypatch):
     for i, image in enumerate(images):
         Image.fromarray(image).save(folder / f"{i:02d}.png")
     model, variables = Detectors(), detector_variables()
-    monkeypatch.setattr(core, "load_backbone", lambda *a, **k: (model, variables, None))
-    report = visualize.run_top9(
-        model_name="detectors",
-        weights="random",
-        taps=["match", "coarse"],
-        channels=[0, 1, 7],
-        data=str(folder),
-        out=tmp_path / "top9.png",
-        input_size=40,
-        k=9,
-        batch_size=8,
-        max_images=16,
-    )
+    monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: (model, variables, None))
+    config = topk.default_config()
+    config.model, config.weights, config.taps = "detectors", "random", ("match", "coarse")
+    config.channels, config.data, config.out = (0, 1, 7), str(folder), str(tmp_path / "top9.png")
+    config.input_size, config.k, config.batch_size, config.max_images = 40, 9, 8, 16
+    report = visualize.run_from_config(config)
     scan = report["scan"]
     assert scan.num_images == 16 and scan.trace_count == 1
     assert scan.tops["match"].channels.tolist() == [

@@ -1,48 +1,13 @@
-"""Optimising the input image of a fixed network: style transfer, DeepDream, feature visualisation.
+"""Optimising the input image of a fixed network: style transfer, DeepDream, feature visualisation,
+and Zeiler–Fergus top-9 patches. One module per concept:
 
-One module per technique, sharing `tljax.imageopt.core` (taps → objective, image I/O, the chunked
-jit-compiled optimisation loop, memory checks):
-
-* `tljax.imageopt.style`: neural style transfer (Gatys et al.), `python -m tljax.style`.
-* `tljax.imageopt.dream`: DeepDream with octaves, jitter and tiled gradients, `python -m tljax.dream`.
-* `tljax.imageopt.featvis`, `topk_patches`, `receptive_field`: feature visualisation and Zeiler–Fergus
-  top-9 patches, `python -m tljax.visualize`.
+* shared: `objective` (taps → activations, preprocessing inside), `core` (the chunked, compiled
+  optimisation loop and memory checks), `images` (files through the one decoder, atomic writes),
+  `backbone` (a headless model, its weights and preprocessing), `inputs` (image streams and the offline
+  photos), `render` (the one grid renderer), `tiling`, `receptive_field`, `cli` (the CLIs' config flags).
+* techniques, each with a documented `default_config()` and `run_from_config(config)`:
+  `style` (`python -m tljax.style`), `dream` (`python -m tljax.dream`), `featvis` and `topk_patches`
+  (`python -m tljax.visualize`). Per-backbone values live in `configs/{style,dream,featvis,top9}_*.py`.
 
 Submodules are imported on use (`from tljax.imageopt import style`), so importing the package is cheap.
 """
-
-from tljax.imageopt.core import (
-    ChunkedLoop,
-    MemoryBudgetExceeded,
-    TapsFn,
-    TapSpec,
-    check_taps,
-    deprocess,
-    fit_max_side,
-    load_backbone,
-    load_image,
-    make_taps_fn,
-    memory_budget_bytes,
-    parse_tap_spec,
-    preprocess,
-    resize_image,
-    save_image,
-)
-
-__all__ = [
-    "ChunkedLoop",
-    "MemoryBudgetExceeded",
-    "TapSpec",
-    "TapsFn",
-    "check_taps",
-    "deprocess",
-    "fit_max_side",
-    "load_backbone",
-    "load_image",
-    "make_taps_fn",
-    "memory_budget_bytes",
-    "parse_tap_spec",
-    "preprocess",
-    "resize_image",
-    "save_image",
-]

@@ -1,38 +1,32 @@
-"""The objective-over-taps core shared by every image-optimisation tool.
+"""The optimisation loop every image-optimisation tool runs, and its memory checks.
 
-Style transfer, DeepDream and feature visualisation all hold a network fixed and take gradients with
-respect to the *image*. They share four things, and this module holds exactly those:
+Style transfer, DeepDream and feature visualisation all hold a network fixed and take many gradient
+steps on an *image*. This module holds the machinery that runs those steps:
 
-* `make_taps_fn`: a jit-able `taps_fn(image) -> {tap name: activation}` built from a model, its variables
-  and tap names. The image is in 0..255 RGB pixel units; the weights' `Preprocessing` is applied inside,
-  so every tool optimises in the same space and learning rates / clipping mean the same thing.
-* Image I/O with clear errors: `load_image` (gray, RGBA, palette, 16-bit and EXIF-rotated files become
-  float RGB), `save_image`, `resize_image`, `fit_max_side`, `preprocess`/`deprocess`.
 * `ChunkedLoop`: runs `step(carry, consts) -> (carry, metrics)` many times, a chunk of steps per
   compiled `lax.scan` (or, on XLA:CPU for networks whose loop bodies run slower, one compiled step
   called per step), with a tqdm bar between chunks. It compiles ahead of time
   once per input shape and raises if the step is ever traced again.
-* Memory checks (`memory_budget_bytes`, `MemoryBudgetExceeded`) so a too-large image becomes automatic
-  tiling (DeepDream) or a clear error (style transfer) instead of an allocator crash.
+* Memory checks (`memory_budget_bytes`, `MemoryBudgetExceeded`, `compiled_bytes`) so a too-large image
+  becomes automatic tiling (DeepDream) or a clear error (style transfer) before anything is allocated.
+
+The objective over taps is `tljax.imageopt.objective`, image files `tljax.imageopt.images`, backbones
+`tljax.imageopt.backbone`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app
 from jax import lax
 from tqdm.auto import tqdm
 
+from tljax.errors import UserError
 from tljax.typing import PyTree
 
 Array = jax.Array
@@ -40,209 +34,16 @@ Array = jax.Array
 __all__ = [
     "ChunkedLoop",
     "MemoryBudgetExceeded",
-    "TapSpec",
-    "TapsFn",
-    "check_taps",
-    "deprocess",
-    "fit_max_side",
-    "load_backbone",
-    "load_image",
-    "make_taps_fn",
+    "compiled_bytes",
     "memory_budget_bytes",
-    "parse_tap_spec",
-    "preprocess",
-    "resize_image",
-    "save_image",
 ]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Preprocessing
-
-
-class MeanStd(Protocol):
-    """What the core needs from `tljax.weights.Preprocessing`: mean and std in 0..255 pixel units."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-def preprocess(image: Array, preprocessing: MeanStd | None) -> Array:
-    """0..255 RGB pixels → the network's input space (`tljax.data.preprocess.normalize`), `[..., 3]`."""
-    from tljax.data.preprocess import normalize
-
-    return image if preprocessing is None else normalize(image, preprocessing)
-
-
-def deprocess(x: Array, preprocessing: MeanStd | None) -> Array:
-    """Inverse of `preprocess` (`tljax.data.preprocess.denormalize`): → 0..255 pixels, not clipped."""
-    from tljax.data.preprocess import denormalize
-
-    return x if preprocessing is None else denormalize(x, preprocessing)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Taps
-
-
-@dataclasses.dataclass(frozen=True)
-class TapSpec:
-    """A tap, optionally narrowed to one channel: `"blocks.10"` or `"blocks.10:37"`."""
-
-    tap: str
-    channel: int | None = None
-
-    def __str__(self) -> str:
-        return self.tap if self.channel is None else f"{self.tap}:{self.channel}"
-
-
-def parse_tap_spec(spec: str) -> TapSpec:
-    """Parses `"tap"` or `"tap:channel"` (tap names contain dots, never colons)."""
-    tap, sep, channel = spec.strip().partition(":")
-    if not tap:
-        raise ValueError(f"empty tap name in {spec!r}; expected 'tap' or 'tap:channel'")
-    if not sep:
-        return TapSpec(tap)
-    try:
-        index = int(channel)
-    except ValueError:
-        raise ValueError(f"bad channel in {spec!r}: expected 'tap:INTEGER'") from None
-    if index < 0:
-        raise ValueError(f"bad channel in {spec!r}: channels are counted from 0")
-    return TapSpec(tap, index)
-
-
-def check_taps(model: nn.Module, taps: Sequence[str]) -> None:
-    """Raises the model's own `ValueError` (listing the valid names) for unknown taps, before any trace.
-
-    Models following the tljax contract raise this themselves at trace time; checking eagerly means the
-    error appears at set-up rather than deep inside a jit trace, where it is easy to misread.
-    """
-    if not hasattr(model, "tap_names"):
-        return  # the model will raise when traced
-    valid = tuple(model.tap_names())
-    unknown = [t for t in taps if t not in valid]
-    if unknown:
-        raise ValueError(
-            f"unknown tap name(s) {unknown} for {type(model).__name__}; valid taps are: "
-            f"{', '.join(valid)} (list them with tljax.models.tap_names(model))"
-        )
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class TapsFn:
-    """`taps_fn(image) -> {tap: [B, h, w, C]}` for a fixed model, tap set and preprocessing.
-
-    `image` is `[H, W, 3]` or `[B, H, W, 3]` in 0..255 RGB pixels. Call as `taps_fn(image)` to use the
-    bound `variables`, or `taps_fn(image, variables)` inside jit so the weights are an argument rather
-    than constants baked into the compiled program (VGG19's 80 MB would otherwise be copied into every
-    executable and slow compilation down).
-    """
-
-    model: nn.Module
-    variables: PyTree
-    taps: tuple[str, ...]
-    preprocessing: MeanStd | None = None
-
-    def __call__(self, image: Array, variables: PyTree | None = None) -> dict[str, Array]:
-        x = image if image.ndim == 4 else image[None]
-        x = preprocess(x.astype(jnp.float32), self.preprocessing)
-        variables = self.variables if variables is None else variables
-        return self.model.apply(variables, x, train=False, taps=self.taps)
-
-
-def make_taps_fn(
-    model: nn.Module,
-    variables: PyTree,
-    taps: Sequence[str],
-    *,
-    preprocessing: MeanStd | None = None,
-) -> TapsFn:
-    """Builds the jit-able `taps_fn` of `model` for `taps`, validating the names first.
-
-    `taps` may be plain names or `"tap:channel"` specs; the channel part is dropped here (the caller
-    selects channels) and duplicates are merged, so one forward pass serves every objective term.
-    """
-    names = tuple(dict.fromkeys(parse_tap_spec(t).tap for t in taps))
-    if not names:
-        raise ValueError("no taps requested")
-    check_taps(model, names)
-    return TapsFn(model, variables, names, preprocessing)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Image I/O
-
-
-def load_image(path: str | os.PathLike, *, max_side: int | None = None) -> np.ndarray:
-    """Reads an image file as float32 RGB `[H, W, 3]` in 0..255, optionally resized to `max_side`.
-
-    Decoded by the one decoder, `tljax.data.images.load_image`, with the transparency policy
-    `alpha="white"`: transparent areas are composited on white (they are almost always background, and
-    black would paint hard edges the optimiser then amplifies). Everything else (gray, palette, CMYK,
-    16-bit, EXIF orientation) gives exactly the pixels the training pipeline and `predict` see. A missing
-    file raises `tljax.errors.ImageNotFoundError` (a `FileNotFoundError`), a file that cannot be decoded
-    `tljax.errors.BadImageError` (a `ValueError`), both naming the path.
-    """
-    from tljax import errors
-    from tljax.data import images
-
-    path = Path(path)
-    if not path.exists():
-        raise errors.ImageNotFoundError(f"image file not found: {str(path)!r}")
-    if path.is_dir():
-        raise errors.BadImageError(f"expected an image file, got a directory: {str(path)!r}")
-    try:
-        rgb = images.load_image(str(path), alpha="white").astype(np.float32)
-    except errors.BadImageError as err:
-        cause = err.__cause__ or err  # the decoder's message starts with the path; say it once
-        raise errors.BadImageError(
-            f"cannot read {str(path)!r}: {type(cause).__name__}: {cause}"
-        ) from None
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise errors.BadImageError(f"image {str(path)!r} is empty ({rgb.shape[1]}×{rgb.shape[0]})")
-    if max_side is not None:
-        rgb = fit_max_side(rgb, max_side)
-    return rgb
-
-
-def save_image(path: str | os.PathLike, image: Array | np.ndarray) -> Path:
-    """Writes `[H, W, 3]` (or `[1, H, W, 3]`) 0..255 pixels as an 8-bit image (format from the suffix)."""
-    from PIL import Image
-
-    pixels = np.asarray(image, np.float32)
-    if pixels.ndim == 4 and pixels.shape[0] == 1:
-        pixels = pixels[0]
-    if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise ValueError(f"expected an [H, W, 3] image, got shape {pixels.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.clip(np.nan_to_num(pixels), 0.0, 255.0).round().astype(np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def resize_image(image: Array | np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resizes `[H, W, 3]` pixels to `hw` (bicubic, antialiased when shrinking), float32 numpy."""
-    image = np.asarray(image, np.float32)
-    if tuple(image.shape[:2]) == tuple(hw):
-        return image
-    out = jax.image.resize(jnp.asarray(image), (*hw, image.shape[-1]), "cubic", antialias=True)
-    return np.asarray(out)
-
-
-def fit_max_side(image: Array | np.ndarray, max_side: int) -> np.ndarray:
-    """Resizes so the longer side is `max_side`, keeping the aspect ratio (neural-style's -image_size)."""
-    h, w = image.shape[:2]
-    scale = max_side / max(h, w)
-    return resize_image(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 # ----------------------------------------------------------------------------------------------------
 # Memory
 
 
-class MemoryBudgetExceeded(MemoryError):
+class MemoryBudgetExceeded(UserError, MemoryError):
     """A compiled step needs more device memory than the budget (raised before it runs)."""
 
     def __init__(self, needed: int, budget: int, what: str, hint: str = ""):
@@ -487,82 +288,3 @@ class ChunkedLoop:
         )
         bar.set_postfix(shown, refresh=False)
         bar.update(n)
-
-
-def num_positions(shape: Sequence[int]) -> int:
-    """Spatial positions of an activation `[B, h, w, C]` (or `[B, C]` → 1), for mean normalisations."""
-    return int(math.prod(shape[1:-1])) if len(shape) > 2 else 1
-
-
-# ----------------------------------------------------------------------------------------------------
-# Backbones for the CLIs
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
-
-def default_preprocessing(model_name: str) -> MeanStd:
-    """The registered preprocessing of `model_name`'s own weights, else its family's (Lite: 127/128)."""
-    from tljax import weights
-
-    try:
-        return weights.get_spec(model_name).preprocessing
-    except (
-        Exception
-    ):  # no registered weights under this architecture name (e.g. efficientnet_lite4)
-        spec_name = "efficientnet_lite0" if model_name.startswith("efficientnet_lite") else "vgg19"
-        return weights.get_spec(spec_name).preprocessing
-
-
-def load_backbone(
-    model_name: str,
-    weights_name: str = "default",
-    *,
-    dtype: str | Any = "float32",
-    seed: int = 0,
-) -> tuple[nn.Module, PyTree, MeanStd]:
-    """A headless `tljax.models` backbone, its variables and its preprocessing, for image optimisation.
-
-    `weights_name`: "default" (the weights registered under the model's own name, e.g. "vgg19",
-    "efficientnet_lite0"), another registered name, a file/directory path (e.g. a downloaded
-    `vgg19-dcbb9e9d.pth`), or "random" (a seeded init: for benchmarks and plumbing tests).
-    The classifier is dropped: taps never reach it, and VGG's fc6 alone is 400 MB.
-    """
-    from tljax import models, weights
-
-    compute_dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
-    headless = models.get(model_name, include_top=False, dtype=compute_dtype)
-    preprocessing = default_preprocessing(model_name)
-    if weights_name == "random":
-        variables = jax.jit(headless.init)(
-            jax.random.key(seed), jnp.zeros((1, 64, 64, 3), jnp.float32)
-        )
-        return headless, variables, preprocessing
-    source = model_name if weights_name == "default" else weights_name
-    if not Path(os.fspath(source)).expanduser().exists():
-        preprocessing = weights.get_spec(
-            source
-        ).preprocessing  # unknown names raise, listing known ones
-    # `include_top=False` drops the file's head (named in the port report) when loading.
-    return headless, weights.load(source, headless), preprocessing
-
-
-def config_from_flags(
-    config: Any, default_config: Callable[[str], Any], flag_values: Any, direct: Sequence[str]
-) -> Any:
-    """A tool's run config: the `--config` file (or `default_config(--model)`), then every flag in
-    `direct` that was given explicitly written over the config key of the same name.
-
-    `--model` may only repeat the config file's model (a different one would leave its layer defaults
-    behind): set `--config.model` instead.
-    """
-    if config is None:
-        config = default_config(flag_values.model or "efficientnet_lite0")
-    elif flag_values.model is not None and flag_values.model != config.model:
-        raise app.UsageError(
-            "--model conflicts with the config's model; set --config.model instead"
-        )
-    for name in direct:
-        value = getattr(flag_values, name)
-        if value is not None:
-            config[name] = value
-    return config

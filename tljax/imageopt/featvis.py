@@ -33,7 +33,10 @@ import numpy as np
 import optax
 from jax.scipy import ndimage
 
-from tljax.imageopt.core import ChunkedLoop, MeanStd, check_taps, make_taps_fn, parse_tap_spec
+from tljax.imageopt import render
+from tljax.imageopt.core import ChunkedLoop
+from tljax.imageopt.objective import MeanStd, check_taps, make_taps_fn, parse_tap_spec
+from tljax.typing import Config
 
 Array = jax.Array
 Objective = Literal["channel", "unit"]
@@ -43,11 +46,13 @@ __all__ = [
     "FeatVisResult",
     "RobustnessTransforms",
     "channel_grid",
+    "default_config",
     "color_correlation_sqrt",
     "fourier_init",
     "fourier_to_rgb",
     "objective_values",
     "parse_target",
+    "run_from_config",
     "visualize_channels",
 ]
 
@@ -309,6 +314,8 @@ def visualize_channels(
     only enters its own objective term, the joint optimisation equals separate ones. The tap name and
     channel indices are checked before anything is compiled.
     """
+    from tljax.train.state import make_key
+
     channels = [int(c) for c in channels]
     if not channels:
         raise ValueError("no channels to visualise")
@@ -341,7 +348,8 @@ def visualize_channels(
         return (params, opt_state, key), {"objective": value}
 
     params = fourier_init(seed, len(channels), hw)
-    loop_key = jax.random.key(seed)  # split inside the compiled step, never on the host
+    # Split inside the compiled step, never on the host; "rbg" keys, the policy of tljax.train.state.
+    loop_key = make_key(seed)
     carry = (params, optimizer.init(params), loop_key)
     consts = (variables, jnp.asarray(channels, jnp.int32))
     loop = ChunkedLoop(step, chunk_size=chunk_size, desc=f"featvis {tap}")
@@ -375,27 +383,105 @@ def channel_grid(
     title: str | None = None,
 ) -> np.ndarray:
     """Tiles `[N, H, W, 3]` uint8 images into one `[H', W', 3]` uint8 picture, each with a caption."""
-    from PIL import Image, ImageDraw
+    return render.grid(images, labels, columns=columns, gap=gap, caption=14, title=title)
 
-    images = np.asarray(images)
-    n, h, w, _ = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    caption = 14 if labels is not None else 0
-    header = 18 if title else 0
-    canvas = Image.new(
-        "RGB",
-        (columns * (w + gap) + gap, header + rows * (h + caption + gap) + gap),
-        (255, 255, 255),
+
+# ----------------------------------------------------------------------------------------------------
+# Config form (`python -m tljax.visualize`, configs/featvis_*.py)
+
+
+def default_config() -> Config:
+    """The feature-visualisation run config (keys are `visualize_channels`' arguments, plus I/O).
+
+    `technique="featvis"` (what `python -m tljax.visualize` dispatches on), `model`, `weights`
+    ("default", a registered name, a file, or "random"), `tap`, `channels` (a tuple), `objective`
+    ("channel" or "unit"), `size`, `steps`, `learning_rate`, `transforms` (the robustness transforms on or
+    off), `decay_power`, `seed`, `chunk_size`, `compare_with_photos` (each channel's objective on the 20
+    ImageNet photos of foolbox, and the ratio), `out`. `configs/featvis_lite0.py` is the CLI's default.
+    """
+    import ml_collections
+
+    config = ml_collections.ConfigDict()
+    config.technique = "featvis"
+    config.model = "efficientnet_lite0"
+    config.weights = "default"
+    config.tap = "blocks.10"
+    config.channels = tuple(range(8))
+    config.objective = "channel"
+    config.size = 128
+    config.steps = 256
+    config.learning_rate = 0.05
+    config.transforms = True
+    config.decay_power = 1.5
+    config.seed = 0
+    config.chunk_size = 32
+    config.compare_with_photos = True
+    config.out = "featvis.png"
+    config.lock()
+    return config
+
+
+def run_from_config(config: Config, *, progress: bool = True) -> dict[str, Any]:
+    """Optimises one image per channel, writes the grid image atomically, compares with natural photos.
+
+    Returns the `FeatVisResult` under "result", the written path under "path" and, if the foolbox photos
+    are installed and `compare_with_photos`, each channel's objective on them (same size, same
+    objective: "natural_mean", "natural_max") and the ratio optimised / best photo ("ratio").
+    """
+    from pathlib import Path
+
+    from tljax.imageopt import backbone, images, inputs
+
+    images.check_writable(config.out)
+    model, variables, preprocessing = backbone.from_config(config)
+    tap, objective = config.tap, config.objective
+    result = visualize_channels(
+        model,
+        variables,
+        tap,
+        config.channels,
+        preprocessing=preprocessing,
+        size=config.size,
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        objective=objective,
+        transforms=RobustnessTransforms() if config.transforms else None,
+        decay_power=config.decay_power,
+        seed=config.seed,
+        chunk_size=config.chunk_size,
+        progress=progress,
     )
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((gap, 3), title, fill=(0, 0, 0))
-    for i in range(n):
-        r, c = divmod(i, columns)
-        x0 = gap + c * (w + gap)
-        y0 = header + gap + r * (h + caption + gap)
-        if labels is not None:
-            draw.text((x0, y0), str(labels[i]), fill=(0, 0, 0))
-        canvas.paste(Image.fromarray(images[i].astype(np.uint8)), (x0, y0 + caption))
-    return np.asarray(canvas)
+    report: dict[str, Any] = {"result": result}
+    labels = [f"{tap}:{c}  {v:.3g}" for c, v in zip(result.channels, result.objective, strict=True)]
+    photos = (
+        inputs.foolbox_photos((config.size, config.size)) if config.compare_with_photos else None
+    )
+    if photos is not None:
+        natural = objective_values(
+            model,
+            variables,
+            photos,
+            tap,
+            result.channels,
+            preprocessing=preprocessing,
+            objective=objective,
+        )
+        best = natural.max(axis=0)
+        report.update(
+            natural_mean=natural.mean(axis=0),
+            natural_max=best,
+            ratio=result.objective / np.where(best > 0, best, np.nan),
+        )
+        for j, c in enumerate(result.channels):
+            print(
+                f"{tap}:{c}: optimised {result.objective[j]:.3g}, photos mean "
+                f"{natural[:, j].mean():.3g} max {best[j]:.3g}, ratio to best photo "
+                f"{report['ratio'][j]:.2f}x"
+            )
+        labels = [
+            f"{tap}:{c} x{r:.1f}" for c, r in zip(result.channels, report["ratio"], strict=True)
+        ]
+    grid = channel_grid(result.images, labels, title=f"{config.model} {tap} ({objective})")
+    report["path"] = images.save_image(config.out, grid)
+    print(f"wrote {Path(report['path']).resolve()}  (trace count {result.trace_count})")
+    return report

@@ -18,22 +18,22 @@ nine patches of a feature come from nine different images.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
-from tljax.data.preprocess import NO_WEIGHTS
-from tljax.errors import BadImageError
-from tljax.imageopt.core import MeanStd, check_taps, deprocess, load_image, make_taps_fn
+from tljax.errors import ConfigError
+from tljax.imageopt import render
+from tljax.imageopt.inputs import iterate_images
+from tljax.imageopt.objective import MeanStd, check_taps, make_taps_fn
 from tljax.imageopt.receptive_field import ReceptiveField, receptive_fields
+from tljax.typing import Config
 
 Array = jax.Array
 
@@ -41,9 +41,10 @@ __all__ = [
     "TopActivations",
     "TopKScan",
     "crop_patch",
-    "iterate_images",
+    "default_config",
     "layer_figure",
     "render_layers",
+    "run_from_config",
     "scan_top_activations",
     "top_patches",
 ]
@@ -86,116 +87,6 @@ class TopKScan:
     )  # "path: reason", folder files only
 
 
-# ----------------------------------------------------------------------------------------------------
-# Input: any iterable of images, files, a tljax data Source, or a tljax data Split.
-
-
-def _as_rgb(image: Any, where: str) -> np.ndarray:
-    """Any `[H, W]`, `[H, W, 1|3|4]` array (uint8 or float 0..255) → float32 `[H, W, 3]`."""
-    array = np.asarray(image, np.float32)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise ValueError(
-            f"{where}: expected an [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] image, got {array.shape}"
-        )
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    elif array.shape[-1] == 4:
-        alpha = array[..., 3:] / 255.0  # composite on white, as core.load_image does for files
-        array = array[..., :3] * alpha + 255.0 * (1.0 - alpha)
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{where}: empty image {array.shape}")
-    return array
-
-
-def iterate_images(
-    data: Any,
-    preprocessing: MeanStd | None = None,
-    batch_size: int = 32,
-    *,
-    skipped: list[str] | None = None,
-) -> Iterator[np.ndarray]:
-    """Yields float32 `[H, W, 3]` 0..255 images, in order, from any supported kind of `data`.
-
-    * a directory: its image files (by extension, hidden files ignored, sorted), read with
-      `core.load_image`; a file that cannot be decoded (corrupt, truncated, a decompression bomb) is
-      skipped, logged and appended to `skipped` as `"path: reason"`, the policy of the training pipeline;
-    * a file path or a sequence of paths: read with `core.load_image`; these were named explicitly, so a
-      missing one raises FileNotFoundError and an unreadable one `BadImageError` (a ValueError), both
-      naming the file;
-    * a tljax data `Source` (`len` + `load(index, draft_size)`): every example, in index order;
-    * a tljax data `Split` (has `.iterator`): its batches in order, without shuffling or augmentation,
-      mapped back to pixels with `preprocessing` (the batches are normalised);
-    * any iterable of arrays `[H, W(, C)]` in 0..255.
-    """
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if path.is_dir():
-            yield from _iterate_folder(path, skipped)
-            return
-        data = [path]
-    if hasattr(data, "iterator") and callable(data.iterator):
-        yield from _iterate_split(data, preprocessing, batch_size)
-        return
-    if hasattr(data, "load") and hasattr(data, "__len__"):
-        for index in range(len(data)):
-            image, _label = data.load(index, None)
-            yield _as_rgb(
-                np.asarray(image.convert("RGB") if hasattr(image, "convert") else image),
-                f"source item {index}",
-            )
-        return
-    for i, item in enumerate(data):
-        if isinstance(item, (str, os.PathLike)):
-            yield load_image(item)
-        else:
-            yield _as_rgb(item, f"image {i}")
-
-
-def _iterate_folder(folder: Path, skipped: list[str] | None) -> Iterator[np.ndarray]:
-    from tljax.data.images import has_image_extension, is_hidden
-
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not is_hidden(p.name) and has_image_extension(p.name)
-    )
-    if not files:
-        raise FileNotFoundError(f"no image files in directory {str(folder)!r}")
-    for path in files:
-        try:
-            image = load_image(path)
-        except BadImageError as err:
-            logging.warning("skipping %s: %s", path, err)
-            if skipped is not None:
-                skipped.append(f"{path}: {err}")
-            continue
-        yield image
-
-
-def _iterate_split(
-    split: Any, preprocessing: MeanStd | None, batch_size: int
-) -> Iterator[np.ndarray]:
-    try:
-        it = split.iterator(
-            batch_size, shuffle=False, epochs=1, drop_remainder=False, augment=False
-        )
-    except TypeError:  # a split type without the augment switch
-        it = split.iterator(batch_size, shuffle=False, epochs=1, drop_remainder=False)
-    try:
-        for batch in it:
-            images = np.asarray(batch["image"], np.float32)
-            # Without weights' preprocessing, tljax.data scales pixels to [-1, 1] (`NO_WEIGHTS`).
-            pixels = np.asarray(deprocess(images, preprocessing or NO_WEIGHTS))
-            for image in np.clip(pixels, 0.0, 255.0):
-                yield image
-    finally:  # stop grain's prefetch threads now if the caller stopped early (--max_images)
-        close = getattr(it, "close", None)
-        if callable(close):
-            close()
-
-
 def _fit_to_input(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Centre-crops `image` to the aspect ratio of `input_hw` and resizes it: (network input, original region).
 
@@ -234,13 +125,15 @@ def scan_top_activations(
     preprocessing: MeanStd | None = None,
     k: int = 9,
     batch_size: int = 16,
+    max_images: int = 0,
 ) -> TopKScan:
     """Streams `data` through `model` and keeps, per tap and chosen channel, the k best images.
 
     `selections` maps tap names to channel indices (None = every channel). Each image is centre-cropped
     to the aspect of `input_hw`, resized to it and normalised with `preprocessing` (mean/std in 0..255
     units). Bad tap names raise the model's ValueError (listing valid names); channels out of range
-    raise ValueError naming the tap's number of channels.
+    raise ValueError naming the tap's number of channels. `max_images` > 0 stops after that many
+    images; unreadable files of a folder are skipped and listed in `TopKScan.skipped`.
     """
     taps = tuple(selections)
     if not taps:
@@ -330,7 +223,8 @@ def scan_top_activations(
         batch.clear()
 
     skipped: list[str] = []
-    for image in iterate_images(data, preprocessing, batch_size, skipped=skipped):
+    stream = iterate_images(data, preprocessing, batch_size, skipped=skipped)
+    for image in itertools.islice(stream, max_images or None):
         net_input, region = _fit_to_input(image, input_hw)
         batch.append(net_input)
         pending[count] = region
@@ -422,44 +316,11 @@ def layer_figure(
     cell: int = 48,
     columns: int | None = None,
 ) -> np.ndarray:
-    """One layer's grid: for each channel a √k×√k block of its patches (each resized to `cell` px).
-
-    Patches are resized with nearest-neighbour when enlarged (early layers' fields are a few pixels; the
-    blocks should show those pixels, not a blur) and area-averaged when shrunk.
-    """
-    from PIL import Image, ImageDraw
-
-    n = len(patches)
+    """One layer's grid: for each channel a √k×√k block of its patches (each resized to `cell` px)."""
     k = max((len(p) for p in patches), default=1)
     side = math.ceil(math.sqrt(k))
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    inner, gap = 1, 6
-    block = side * cell + (side - 1) * inner
-    caption = 12 if labels else 0
-    header = 18 if title else 0
-    canvas = Image.new(
-        "RGB",
-        (columns * (block + gap) + gap, header + rows * (block + caption + gap) + gap),
-        (255, 255, 255),
-    )
-    draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((gap, 3), title, fill=(0, 0, 0))
-    for i, channel_patches in enumerate(patches):
-        r, c = divmod(i, columns)
-        x0, y0 = gap + c * (block + gap), header + gap + r * (block + caption + gap)
-        if labels:
-            draw.text((x0, y0), str(labels[i]), fill=(0, 0, 0))
-        y0 += caption
-        draw.rectangle((x0, y0, x0 + block - 1, y0 + block - 1), fill=(60, 60, 60))
-        for j, patch in enumerate(channel_patches):
-            pr, pc = divmod(j, side)
-            pil = Image.fromarray(np.clip(patch, 0, 255).round().astype(np.uint8))
-            resample = Image.NEAREST if max(patch.shape[:2]) <= cell else Image.BOX
-            pil = pil.resize((cell, cell), resample)
-            canvas.paste(pil, (x0 + pc * (cell + inner), y0 + pr * (cell + inner)))
-    return np.asarray(canvas)
+    blocks = [render.patch_block(channel_patches, side, cell) for channel_patches in patches]
+    return render.grid(blocks, labels, columns=columns, gap=6, caption=12, title=title)
 
 
 def render_layers(
@@ -490,8 +351,95 @@ def render_layers(
     return figures, stacked
 
 
-def layer_fields(
-    model: nn.Module, taps: Iterable[str], input_hw: tuple[int, int]
-) -> dict[str, ReceptiveField]:
-    """Receptive fields of `taps` at `input_hw` (a thin alias kept next to its only consumer)."""
-    return receptive_fields(model, tuple(taps), input_hw)
+# ----------------------------------------------------------------------------------------------------
+# Config form (`python -m tljax.visualize`, configs/top9_*.py)
+
+
+def default_config() -> Config:
+    """The top-9 run config.
+
+    `technique="top9"` (what `python -m tljax.visualize` dispatches on), `model`, `weights`, `taps` (one
+    figure row block each), `channels` (a tuple; channels past a tap's width are dropped for that tap),
+    `data` ("photos": foolbox's 20 ImageNet photos plus the scikit-image / scikit-learn / matplotlib
+    sample photos, each also as four quadrant crops; "foolbox"; "fashion_mnist", tljax.data's test split;
+    a folder; or comma-separated files), `input_size`, `k`, `batch_size`, `max_images` (0 = all),
+    `seed`, `out` (also writes `<out stem>_<tap><suffix>` per layer). `configs/top9_lite0.py` is the
+    README's run.
+    """
+    import ml_collections
+
+    config = ml_collections.ConfigDict()
+    config.technique = "top9"
+    config.model = "efficientnet_lite0"
+    config.weights = "default"
+    config.taps = ("blocks.0", "blocks.2", "blocks.4", "blocks.6", "blocks.8")
+    config.channels = tuple(range(8))
+    config.data = "photos"
+    config.input_size = 224
+    config.k = 9
+    config.batch_size = 16
+    config.max_images = 0
+    config.seed = 0
+    config.out = "top9.png"
+    config.lock()
+    return config
+
+
+def run_from_config(config: Config) -> dict[str, Any]:
+    """Scans `config.data`, writes one figure per tap and the stacked "Layer 1 … Layer n" figure.
+
+    Returns {"scan": TopKScan, "fields": receptive fields, "paths": {"all" | tap: written path}}.
+    """
+    from pathlib import Path
+
+    from tljax.imageopt import backbone, images, inputs
+
+    out = Path(config.out)
+    taps = tuple(config.taps)
+    layer_paths = {
+        tap: out.with_name(f"{out.stem}_{tap.replace('.', '_')}{out.suffix}") for tap in taps
+    }
+    for path in (out, *layer_paths.values()):
+        images.check_writable(path)
+    model, variables, preprocessing = backbone.from_config(config)
+    data = config.data
+    if isinstance(data, str):
+        data = inputs.resolve_data(data, preprocessing, config.input_size)
+    check_taps(model, taps)
+    hw = (config.input_size, config.input_size)
+    shapes = jax.eval_shape(
+        lambda v, x: model.apply(v, x, train=False, taps=taps),
+        variables,
+        jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32),
+    )
+    selections = {}
+    for tap in taps:
+        width = shapes[tap].shape[-1]
+        chosen = [c for c in config.channels if c < width]
+        if not chosen:
+            raise ConfigError(
+                f"none of channels {list(config.channels)} exist in tap {tap!r} ({width} channels)"
+            )
+        selections[tap] = chosen
+    scan = scan_top_activations(
+        model,
+        variables,
+        data,
+        selections,
+        input_hw=hw,
+        preprocessing=preprocessing,
+        k=config.k,
+        batch_size=config.batch_size,
+        max_images=config.max_images,
+    )
+    fields = receptive_fields(model, taps, hw)
+    figures, stacked = render_layers(scan, fields)
+    paths = {"all": images.save_image(out, stacked)}
+    for tap, figure in figures.items():
+        paths[tap] = images.save_image(layer_paths[tap], figure)
+    skipped = f"; skipped {len(scan.skipped)} unreadable file(s)" if scan.skipped else ""
+    print(
+        f"scanned {scan.num_images} images (trace count {scan.trace_count}){skipped}; "
+        f"wrote {Path(paths['all']).resolve()}"
+    )
+    return {"scan": scan, "fields": fields, "paths": paths}
