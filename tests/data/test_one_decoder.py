@@ -14,7 +14,7 @@ import tljax.data as data
 from tljax import errors
 from tljax.data import images
 from tljax.data.preprocess import load_eval_image
-from tljax.imageopt import core
+from tljax.imageopt import images as imageopt_images
 
 SIDE = 8
 
@@ -107,7 +107,7 @@ def test_same_pixels_through_predict_pipeline_and_style(tmp_path: Path, small_co
         position = list(batch["label"]).index(classes.index(name.replace(".", "_")))
         np.testing.assert_array_equal(batch["image"][position], dropped, err_msg=name)
         # Style transfer: alpha on white (PIL rounds the composite: within one level), else identical.
-        style_pixels = core.load_image(path)
+        style_pixels = imageopt_images.load_image(path)
         assert style_pixels.dtype == np.float32
         np.testing.assert_allclose(style_pixels, on_white, atol=1.0, err_msg=name)
         if np.array_equal(dropped, on_white):
@@ -126,9 +126,9 @@ def test_bomb_and_corrupt_files_are_bad_images(tmp_path: Path, monkeypatch) -> N
     Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 > 2 × 1000: a "bomb"
     with pytest.raises(errors.BadImageError, match="big.png"):
-        core.load_image(tmp_path / "big.png")
+        imageopt_images.load_image(tmp_path / "big.png")
     (tmp_path / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(errors.BadImageError, match="cut.png"):
-        core.load_image(tmp_path / "cut.png")
+        imageopt_images.load_image(tmp_path / "cut.png")
     with pytest.raises(errors.ImageNotFoundError, match="missing.png"):
-        core.load_image(tmp_path / "missing.png")
+        imageopt_images.load_image(tmp_path / "missing.png")
