@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tljax.errors import ConfigError
-from tljax.experiments import spec
+from tljax.experiments import naming, spec
 from tljax.train.defaults import default_config
 
 
@@ -50,7 +50,7 @@ def test_product_zip_seeds_expand_in_order_with_readable_names():
         1,
     )
     assert config.is_locked
-    assert spec.parse_name(points[-1].name) == dict(points[-1].labels)
+    assert naming.parse_name(points[-1].name) == dict(points[-1].labels)
 
 
 def test_reference_resolves_to_the_source_points_workdir():

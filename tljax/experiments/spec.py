@@ -40,34 +40,18 @@ import importlib.util
 import itertools
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from tljax.errors import ConfigError, UserError
+from tljax.experiments import naming
 
-# A label is one path component of a point's name: no separators, nothing a shell or template needs.
-_LABEL = re.compile(r"^[A-Za-z0-9._+:@-]+$")
-_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # `{phase/labels}` in an override value: a reference to another point's workdir.
 REFERENCE = re.compile(r"\{([A-Za-z0-9._-]+)/([^{}]*)\}")
 _AXIS_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def format_label(value: Any) -> str:
-    """The label of an axis value in a point's name: `0.001`, `10`, `True`, `resnet18`."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return format(value, "g")
-    if isinstance(value, (int, str)):
-        return str(value)
-    raise ConfigError(
-        f"axis value {value!r} has no short label: give the axis labels, e.g. "
-        "spec.axis('mode', {'label': {'key': value}})"
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +92,7 @@ def axis(
     if isinstance(values, Mapping):
         axis_name = name or key_or_name
         combos = tuple(
-            Combo(((axis_name, _checked_label(label)),), tuple(dict(overrides).items()))
+            Combo(((axis_name, naming.checked_label(label)),), tuple(dict(overrides).items()))
             for label, overrides in values.items()
         )
     else:
@@ -118,10 +102,10 @@ def axis(
             )
         axis_name = name or key_or_name.rsplit(".", 1)[-1]
         combos = tuple(
-            Combo(((axis_name, _checked_label(format_label(v))),), ((key_or_name, v),))
+            Combo(((axis_name, naming.checked_label(naming.format_label(v))),), ((key_or_name, v),))
             for v in values
         )
-    if not _NAME.match(axis_name):
+    if not naming.NAME.match(axis_name):
         raise ConfigError(f"axis name {axis_name!r}: use letters, digits, '.', '_' or '-'")
     if not combos:
         raise ConfigError(f"axis {axis_name!r} has no values")
@@ -163,15 +147,6 @@ def zip_axes(*groups: Points) -> Points:
             combo = combo.merged(part)
         combos.append(combo)
     return Points(tuple(combos), frozenset().union(*(g.seed_axes for g in groups)))
-
-
-def _checked_label(label: str) -> str:
-    if not _LABEL.match(label):
-        raise ConfigError(
-            f"axis label {label!r} cannot be part of a directory name: use letters, digits and "
-            "'.', '_', '+', ':', '@', '-' (or give the axis explicit labels)"
-        )
-    return label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,31 +192,13 @@ class Point:
 
     def workdir(self, root: str | Path, sweep: str) -> Path:
         """`ROOT/<sweep>/<phase>/<name>`, absolute."""
-        return Path(root).absolute() / sweep / self.phase / self.name
-
-
-def point_name(labels: Iterable[tuple[str, str]]) -> str:
-    """`n=3,mode=AnB,seed=1`; a phase without axes has the single point `default`."""
-    return ",".join(f"{k}={v}" for k, v in labels) or "default"
-
-
-def parse_name(text: str) -> dict[str, str]:
-    """The inverse of `point_name`: `n=3,seed=1` → `{"n": "3", "seed": "1"}`."""
-    if text in ("", "default"):
-        return {}
-    pairs = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"point reference {text!r}: expected labels like n=3,seed=1")
-        pairs[key] = value
-    return pairs
+        return naming.point_workdir(root, sweep, self.phase, self.name)
 
 
 def expand(sweep: Sweep) -> list[Point]:
     """All points of the sweep in phase order; raises `ConfigError` for malformed phases, an unknown or
     cyclic dependency, or two points with the same name (before anything runs)."""
-    if not _NAME.match(sweep.name):
+    if not naming.NAME.match(sweep.name):
         raise ConfigError(f"sweep name {sweep.name!r}: use letters, digits, '.', '_' or '-'")
     if not isinstance(sweep.base, ml_collections.ConfigDict):
         raise ConfigError(f"sweep {sweep.name!r}: base must be an ml_collections.ConfigDict")
@@ -251,7 +208,7 @@ def expand(sweep: Sweep) -> list[Point]:
     seen: set[str] = set()
     points: list[Point] = []
     for phase in sweep.phases:
-        if not _NAME.match(phase.name):
+        if not naming.NAME.match(phase.name):
             raise ConfigError(f"phase name {phase.name!r}: use letters, digits, '.', '_' or '-'")
         if phase.name in seen:
             raise ConfigError(f"sweep {sweep.name!r}: two phases named {phase.name!r}")
@@ -269,7 +226,7 @@ def expand(sweep: Sweep) -> list[Point]:
         seen.add(phase.name)
         by_name: dict[str, Combo] = {}
         for combo in phase.points.combos:
-            name = point_name(combo.labels)
+            name = naming.point_name(combo.labels)
             if name in by_name:
                 raise ConfigError(
                     f"duplicate point {phase.name}/{name} in sweep {sweep.name!r}: two combinations "
@@ -303,7 +260,7 @@ def find(points: Sequence[Point], phase: str, labels: Mapping[str, str]) -> Poin
         if p.phase == phase and all(dict(p.labels).get(k) == v for k, v in labels.items())
     ]
     if len(matches) != 1:
-        wanted = point_name(labels.items())
+        wanted = naming.point_name(labels.items())
         what = "no point" if not matches else f"{len(matches)} points"
         raise ConfigError(
             f"reference {{{phase}/{wanted}}} matches {what} of phase {phase!r}"
@@ -319,7 +276,7 @@ def references(point: Point, points: Sequence[Point]) -> list[Point]:
     for _, value in point.overrides:
         if isinstance(value, str):
             for phase, labels in REFERENCE.findall(_substitute_axes(point, value)):
-                found.append(find(points, phase, parse_name(labels)))
+                found.append(find(points, phase, naming.parse_name(labels)))
     return found
 
 
@@ -343,7 +300,8 @@ def resolve_value(point: Point, value: Any, points: Sequence[Point], root: Path,
         return value
     value = _substitute_axes(point, value)
     return REFERENCE.sub(
-        lambda m: str(find(points, m.group(1), parse_name(m.group(2))).workdir(root, sweep)), value
+        lambda m: str(find(points, m.group(1), naming.parse_name(m.group(2))).workdir(root, sweep)),
+        value,
     )
 
 
