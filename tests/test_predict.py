@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from tests.assets import foolbox_imagenet_photos, write_bomb_png
 from tljax.weights.labels import imagenet_class_names
 
@@ -76,3 +78,33 @@ def test_known_errors_are_one_line_with_exit_code_2(tmp_path):
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and message in errors[0], (flag, result.stderr)
         assert "Traceback" not in result.stderr, flag
+
+
+def test_images_are_decoded_one_batch_at_a_time(tmp_path):
+    from PIL import Image
+
+    from tljax import predict, weights
+
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (40, 30), (50 * i, 0, 0)).save(paths[-1])
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    paths.insert(2, tmp_path / "bad.png")
+    skipped: list[str] = []
+    batches = predict.iter_batches(
+        paths,
+        weights.get_spec("efficientnet_lite0").preprocessing,
+        2,
+        lambda e: skipped.append(str(e)),
+    )
+    first = next(batches)
+    # Lazy: only what the first batch needed has been read; the bad file comes with the second.
+    assert [p for p, _ in first] == paths[:2] and not skipped
+    rest = list(batches)
+    assert [[p for p, _ in chunk] for chunk in rest] == [paths[3:5], paths[5:]]
+    assert len(skipped) == 1 and "bad.png" in skipped[0]
+    assert all(x.shape == (224, 224, 3) and x.dtype == np.float32 for _, x in first)
+    # Each image's mean red channel reflects its own colour: arrays are not shared between batches.
+    reds = [float(x[..., 0].mean()) for chunk in [first, *rest] for _, x in chunk]
+    assert reds == sorted(reds) and len(set(reds)) == 5

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -75,6 +76,29 @@ def predict(model, variables, images: np.ndarray, top_k: int = 5) -> tuple[np.nd
     return top, np.take_along_axis(probs, top, axis=-1)
 
 
+def iter_batches(
+    paths: Sequence[Path],
+    preprocessing: Any,
+    batch_size: int,
+    on_skip: Callable[[BadImageError], None],
+) -> Iterator[list[tuple[Path, np.ndarray]]]:
+    """Lists of up to `batch_size` (path, normalised `float32 [crop, crop, 3]`), decoded as they are
+    needed, so memory holds one batch whatever the number of files; each file that cannot be decoded
+    goes to `on_skip` and the others still come."""
+    chunk: list[tuple[Path, np.ndarray]] = []
+    for path in paths:
+        try:
+            chunk.append((path, load_eval_image(str(path), preprocessing)))
+        except BadImageError as error:
+            on_skip(error)
+            continue
+        if len(chunk) == batch_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _shown(path: Path) -> str:
     """`path` for printing: a name that is not valid UTF-8 (kept by Python as surrogates, which a strict
     stdout cannot encode) is shown with its odd bytes escaped, `\\xff`, instead of crashing the run."""
@@ -106,16 +130,14 @@ def main(argv: Sequence[str]) -> int:
     variables = weights.load(weights_name, model)
     names = imagenet_class_names()
 
-    good: list[tuple[Path, np.ndarray]] = []
     failed = 0
-    for path in paths:
-        try:
-            good.append((path, load_eval_image(path, preprocessing)))
-        except BadImageError as err:  # the message names the file and the cause
-            failed += 1
-            print(f"skipped: {err}", file=sys.stderr)
-    for start in range(0, len(good), _BATCH.value):
-        chunk = good[start : start + _BATCH.value]
+
+    def report(error: BadImageError) -> None:
+        nonlocal failed
+        failed += 1
+        print(f"skipped: {error}", file=sys.stderr)  # the message names the file and the cause
+
+    for chunk in iter_batches(paths, preprocessing, _BATCH.value, report):
         top, probs = predict(model, variables, np.stack([x for _, x in chunk]), _TOP_K.value)
         for (path, _), indices, p in zip(chunk, top, probs):
             print(_shown(path))
