@@ -168,6 +168,9 @@ def test_device_groups_are_disjoint_and_equal():
     assert local.device_groups([], 3) == [[], [], []]
     with pytest.raises(errors.UserError, match="multiple of the worker count"):
         local.device_groups(["0", "1", "2"], 2)
+    env = local.worker_env({"PATH": "/bin"}, ["2", "3"], "CUDA_VISIBLE_DEVICES")
+    assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "2,3"}
+    assert local.worker_env({"PATH": "/bin"}, [], "CUDA_VISIBLE_DEVICES") == {"PATH": "/bin"}
 
 
 def test_report_on_a_partial_sweep_gives_mean_and_std_over_seeds(sweep_file, tmp_path):

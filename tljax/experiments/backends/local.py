@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tljax import errors
@@ -41,6 +41,14 @@ def device_groups(devices: Sequence[str], workers: int) -> list[list[str]]:
         )
     size = len(devices) // workers
     return [list(devices[i * size : (i + 1) * size]) for i in range(workers)]
+
+
+def worker_env(base: Mapping[str, str], devices: Sequence[str], device_env: str) -> dict[str, str]:
+    """The environment of a point process on a worker that owns `devices` (unchanged when none)."""
+    env = dict(base)
+    if devices:
+        env[device_env] = ",".join(devices)
+    return env
 
 
 class _Running:
@@ -149,9 +157,7 @@ def _start(
 ) -> _Running:
     workdir = plan.workdir(point)
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if groups[slot]:
-        env[device_env] = ",".join(groups[slot])
+    env = worker_env(os.environ, groups[slot], device_env)
     log = open(workdir / state.LOG_NAME, "a")  # noqa: SIM115 - closed when the process ends
     log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} start {point.id} (worker {slot})\n")
     log.flush()
