@@ -24,7 +24,13 @@ import worker  # noqa: E402
 
 from tljax import optim, parallel  # noqa: E402
 from tljax.errors import ConfigError  # noqa: E402
-from tljax.train import TrainState, make_eval_step, make_train_step, setup  # noqa: E402
+from tljax.train import (  # noqa: E402
+    Checkpointer,
+    TrainState,
+    make_eval_step,
+    make_train_step,
+    setup,
+)
 from tljax.train.loop import evaluate, train_and_evaluate  # noqa: E402
 
 
@@ -97,11 +103,11 @@ def check_single_trace_no_transfer() -> None:
     assert metrics["loss"].sharding.is_fully_replicated
 
 
-def check_sharding_rules() -> dict:
+def check_sharding_rules(tmp: Path) -> dict:
     model, tx = tiny_model.TinyCNN(), optax.adam(1e-2)
     images = np.random.default_rng(2).normal(size=(8, 16, 16, 3)).astype(np.float32)
     batch_np = {"image": images, "label": np.arange(8, dtype=np.int32) % 4}
-    losses = {}
+    losses, states = {}, {}
     for name, mesh, rules in (
         ("replicated", (("data", -1),), ()),
         ("fsdp", (("data", -1), ("model", 2)), ((".*/kernel", "model"),)),
@@ -128,7 +134,17 @@ def check_sharding_rules() -> dict:
         state, metrics = step(state, batch)
         state, metrics = step(state, batch)
         losses[name] = float(metrics["loss"])
+        states[name] = state
     np.testing.assert_allclose(losses["fsdp"], losses["replicated"], rtol=1e-5)
+    # The FSDP-sharded state checkpoints and restores onto the replicated layout, values unchanged.
+    checkpointer = Checkpointer(tmp / "fsdp-checkpoint")
+    checkpointer.save(2, states["fsdp"], {"next_index": 0})
+    restored, _ = checkpointer.restore_latest(states["replicated"])
+    checkpointer.close()
+    kernel = restored.params["block1_conv"]["kernel"]
+    assert kernel.sharding.is_fully_replicated
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(states["fsdp"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     return losses
 
 
@@ -188,7 +204,7 @@ def main(spec: dict) -> None:
     data_root, tmp = Path(spec["data"]), Path(spec["tmp"])
     check_global_batch_norm()
     check_single_trace_no_transfer()
-    out = {"fsdp_losses": check_sharding_rules()}
+    out = {"fsdp_losses": check_sharding_rules(tmp)}
     out["ragged"] = check_ragged_eval(data_root)
     out["bad_input"] = check_bad_input(data_root, tmp)
     out["run"] = train_and_evaluate(worker.run_config(data_root), spec["workdir"])
