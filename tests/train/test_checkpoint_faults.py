@@ -19,7 +19,15 @@ import tiny_model
 from tljax.errors import WorkdirError
 from tljax.train import Checkpointer, train_and_evaluate
 
-COMPARED = ("params_digest", "test_accuracy", "test_loss", "val_accuracy", "final_train_loss")
+COMPARED = (
+    "params_digest",
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+    "final_train_loss",
+    "final_train_accuracy",
+)
 # The files a restore must read: truncating any of them must set the step aside, not crash or pass.
 MUST_BE_SET_ASIDE = ("data/metadata", "state/_METADATA", "state/d/*", "state/manifest.ocdbt")
 

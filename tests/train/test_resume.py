@@ -184,3 +184,30 @@ def test_two_runs_on_one_workdir_the_second_is_refused_at_once(data_root, refere
         assert results[key] == reference[key], key
     train_steps = [r["step"] for r in _records(workdir) if r["split"] == "train"]
     assert train_steps == sorted(set(train_steps))  # one writer: no duplicated or shuffled records
+
+
+def test_sigterm_after_the_last_save_stops_before_the_final_evaluation(
+    data_root, reference, tmp_path, monkeypatch
+):
+    reference, _ = reference
+    import tljax.train.loop as loop
+
+    original = loop.recompute_bn_statistics
+
+    def preempted_during_precise_bn(*args, **kwargs):
+        os.kill(
+            os.getpid(), signal.SIGTERM
+        )  # the scheduler's notice, between the last save and the end
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "recompute_bn_statistics", preempted_during_precise_bn)
+    workdir = tmp_path / "run"
+    stopped = train_and_evaluate(fixtures.tiny_config(data_root, steps=24), workdir)
+    assert stopped == {"preempted": True, "signal": "SIGTERM", "step": 24}
+    assert not (workdir / "results.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is uninstalled
+
+    monkeypatch.setattr(loop, "recompute_bn_statistics", original)
+    resumed = train_and_evaluate(fixtures.tiny_config(data_root, steps=24), workdir)
+    for key in COMPARED:
+        assert resumed[key] == reference[key], key

@@ -437,6 +437,13 @@ def _train_and_evaluate(
                     )
                     return {"preempted": True, "signal": sigterm.requested, "step": step}
 
+        if datasets.val is not None and val_metrics is None:  # resumed at the last step
+            # Evaluated as the uninterrupted run did at this step: before precise BN changes the
+            # statistics (afterwards, a run killed after its last save reported another val loss).
+            val_metrics, _, _ = evaluate(
+                eval_step, state.variables(), datasets.val, config.train.eval_batch_size, placement
+            )
+            val_metrics.pop("examples")
         updating_bn = [p for p, d in groups.bn_decisions.items() if d == "update"]
         if config.train.precise_bn_batches and updating_bn:
             # Deterministic (own seed, no augmentation), so a resumed run recomputes the same statistics.
@@ -464,6 +471,14 @@ def _train_and_evaluate(
                 config.train.precise_bn_batches,
             )
 
+        if stop.requested:  # arrived after the last save: the relaunch does the final evaluation
+            logging.warning(
+                "%s: the final checkpoint (step %d) is saved; stopping before the final evaluation",
+                stop.requested,
+                step,
+            )
+            return {"preempted": True, "signal": stop.requested, "step": step}
+
         if not train_metrics:  # resumed at the last step: report the recorded final train metrics
             recorded = [r for r in writer.history() if r.get("split") == "train"]
             if recorded:
@@ -489,14 +504,7 @@ def _train_and_evaluate(
             "params_digest": setup.tree_digest(parallel.fetch(state.variables())),
         }
         if datasets.val is not None:
-            if val_metrics is None:  # resumed after the last step: evaluate again
-                val_metrics, _, _ = evaluate(
-                    eval_step,
-                    state.variables(),
-                    datasets.val,
-                    config.train.eval_batch_size,
-                    placement,
-                )
+            assert val_metrics is not None  # evaluated in the loop or right after it
             results.update(
                 val_accuracy=val_metrics["accuracy"],
                 val_loss=val_metrics["loss"],
