@@ -85,28 +85,30 @@ def verify_header(path: str) -> str | None:
     """
     try:
         with Image.open(path) as image:
-            _refuse_bomb(image, path)
+            too_big = _bomb_reason(image)
+            if too_big is not None:
+                return too_big
             image.verify()
-    except BadImageError as error:
-        return str(error)
     except Exception as error:  # PIL raises many types (SyntaxError, OSError, struct.error, ...)
         return f"{type(error).__name__}: {error}"
     return None
 
 
-def _refuse_bomb(image: Image.Image, path: str | os.PathLike) -> None:
-    """BadImageError when the header declares more pixels than `PIL.Image.MAX_IMAGE_PIXELS`.
+def _bomb_reason(image: Image.Image) -> str | None:
+    """Why `image` is refused as a decompression bomb (its header declares more pixels than
+    `PIL.Image.MAX_IMAGE_PIXELS`), or None.
 
     PIL only warns between 1x and 2x the limit, and a warning is not caught by the skip-and-count guards;
     checking the declared size here (before any pixel is decoded) makes the policy the same everywhere.
     """
     limit = Image.MAX_IMAGE_PIXELS
     width, height = image.size
-    if limit is not None and width * height > limit:
-        raise BadImageError(
-            f"{path}: {width}x{height} = {width * height} pixels is over the decompression-bomb limit of "
-            f"{limit} (PIL.Image.MAX_IMAGE_PIXELS); raise that limit only for files you trust"
-        )
+    if limit is None or width * height <= limit:
+        return None
+    return (
+        f"{width}x{height} = {width * height} pixels is over the decompression-bomb limit of "
+        f"{limit} (PIL.Image.MAX_IMAGE_PIXELS); raise that limit only for files you trust"
+    )
 
 
 def _sixteen_bit_to_gray8(image: Image.Image) -> Image.Image:
@@ -175,7 +177,9 @@ def open_image(
         raise ValueError(f"alpha={alpha!r}; expected one of {ALPHA_POLICIES}")
     try:
         with Image.open(path) as image:
-            _refuse_bomb(image, path)
+            too_big = _bomb_reason(image)
+            if too_big is not None:
+                raise BadImageError(f"{path}: {too_big}")
             if draft_size is not None and image.format == "JPEG":
                 # The draft must stay ≥ the target after a possible 90° EXIF rotation: ask for the square.
                 side = max(draft_size)
@@ -184,6 +188,8 @@ def open_image(
             if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                 image = ImageOps.exif_transpose(image)
             return to_gray_or_rgb(image, alpha=alpha)
+    except BadImageError:
+        raise  # already names the file and the reason
     except _DECODE_ERRORS as error:
         raise BadImageError(
             f"{path}: cannot read as an image ({type(error).__name__}: {error})"

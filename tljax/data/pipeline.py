@@ -113,10 +113,13 @@ class Split:
         return {"image": pixels, "label": np.int32(label)}
 
     def _record_failure(self, position: int, index: int, error: Exception) -> None:
-        cause = error.__cause__ or error  # the decoder's own error; the path is in the report line
-        self.skipped.add(
-            self.source.describe(index), f"{type(cause).__name__}: {cause}", runtime=True
+        # The report line already names the path: keep the cause (PIL's error) or the decoder's reason.
+        where = self.source.describe(index)
+        cause = error.__cause__
+        reason = (
+            f"{type(cause).__name__}: {cause}" if cause else str(error).removeprefix(f"{where}: ")
         )
+        self.skipped.add(where, reason, runtime=True)
         with self._failed_lock:
             self._failed_positions.add(position)
             everything_failed = len(self._failed_positions) >= len(self.indices)
