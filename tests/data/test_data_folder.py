@@ -217,7 +217,8 @@ def test_bombs_and_broken_files_are_skipped_and_counted(
     warn, bomb = (str(messy_folder.root / rel) for rel in ("cat/warn.png", "dog/bomb.png"))
     assert reasons[warn].startswith("12000x8000 = 96000000 pixels is over the decompression-bomb")
     assert "DecompressionBombError" in reasons[bomb]
-    assert warn not in reasons[warn]  # the report line names the path, the reason does not repeat it
+    # The report line names the path; the reason does not repeat it.
+    assert warn not in reasons[warn]
 
 
 def test_bad_data_roots_are_one_line_user_errors(
