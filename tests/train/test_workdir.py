@@ -53,6 +53,39 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
         assert workdir_lib.WorkdirLock.holder(tmp_path)["pid"] == os.getpid()
 
 
+def test_without_flock_an_exclusive_file_locks_and_a_dead_holder_is_taken_over(
+    tmp_path, monkeypatch
+):
+    import errno
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")  # what some NFS/Lustre mounts answer
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    first = workdir_lib.WorkdirLock(tmp_path).acquire()
+    with pytest.raises(WorkdirError) as error:
+        workdir_lib.WorkdirLock(tmp_path).acquire()
+    assert f"in use by process {os.getpid()} on host {socket.gethostname()}" in str(error.value)
+    first.release()
+    assert not (tmp_path / workdir_lib.EXCLUSIVE_LOCK_NAME).exists()
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    (tmp_path / workdir_lib.EXCLUSIVE_LOCK_NAME).write_text(
+        json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "since": "earlier"})
+    )
+    with workdir_lib.WorkdirLock(tmp_path):
+        assert workdir_lib.WorkdirLock.holder(tmp_path)["pid"] == os.getpid()
+    # A holder on another host cannot be checked: refused, naming the file to delete if it is stale.
+    (tmp_path / workdir_lib.EXCLUSIVE_LOCK_NAME).write_text(
+        json.dumps({"pid": 1, "host": "elsewhere", "since": "earlier"})
+    )
+    with pytest.raises(WorkdirError, match="on host elsewhere .* delete .*lock.excl"):
+        workdir_lib.WorkdirLock(tmp_path).acquire()
+
+
 def test_workdir_under_a_file_is_refused_before_any_work(data_root, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(WorkdirError, match="is a file, not a directory"):

@@ -7,7 +7,10 @@ requeues):
   start time. A second process is refused at once, naming the holder. The kernel drops the lock when its
   holder dies (even by `kill -9`), so a lock file left by a dead process is stale by construction and is
   taken over with a warning. The file is emptied, never deleted, on release (deleting it would let two
-  processes lock two different files of the same name).
+  processes lock two different files of the same name). On a file system without `flock` (ENOLCK:
+  some NFS/Lustre mounts) the lock is an exclusively created `.tljax.lock.excl` instead, taken over when
+  it names a dead process of this host (best effort: two processes taking over the same stale lock at
+  the same instant can both succeed).
 * **Config record** (`record_config`): `config.json` is the config the run is made with; a relaunch with
   a different config is refused listing the differing keys, unless every differing key is named in
   `resume_with_changes` and is one of `SAFE_TO_CHANGE`. Every start, and every accepted change with its
@@ -44,6 +47,8 @@ from tljax import fileio
 from tljax.errors import ConfigError, WorkdirError
 
 LOCK_NAME = ".tljax.lock"
+EXCLUSIVE_LOCK_NAME = ".tljax.lock.excl"  # the fallback where flock is not supported
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.jsonl"
 RESULTS_NAME = "results.json"
@@ -86,19 +91,60 @@ class WorkdirLock:
         self.workdir = Path(workdir)
         self.path = self.workdir / LOCK_NAME
         self._fd: int | None = None
+        self._exclusive: Path | None = None  # set when holding the fallback lock
 
     @staticmethod
     def holder(workdir: str | os.PathLike[str]) -> dict[str, Any] | None:
         """What the lock file says about its (last) holder: `{"pid", "host", "since"}`, or None."""
-        try:
-            text = (Path(workdir) / LOCK_NAME).read_text()
-        except FileNotFoundError:
-            return None
-        try:
-            info = json.loads(text)
-        except json.JSONDecodeError:
-            return None
-        return info if isinstance(info, dict) else None
+        for name in (LOCK_NAME, EXCLUSIVE_LOCK_NAME):
+            try:
+                info = json.loads((Path(workdir) / name).read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            if isinstance(info, dict):
+                return info
+        return None
+
+    @staticmethod
+    def _record() -> bytes:
+        return json.dumps(
+            {"pid": os.getpid(), "host": _host(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        ).encode()
+
+    def _in_use(self, info: dict[str, Any], extra: str = "") -> WorkdirError:
+        return WorkdirError(
+            f"workdir {self.workdir} is in use by process {info.get('pid', '?')} on host "
+            f"{info.get('host', '?')} (since {info.get('since', '?')}): wait for it to finish or "
+            f"stop it, or use another --workdir{extra}"
+        )
+
+    def _acquire_exclusive(self) -> WorkdirLock:
+        """The fallback lock: a file created with O_EXCL, stale when it names a dead local process."""
+        path = self.workdir / EXCLUSIVE_LOCK_NAME
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    info = json.loads(path.read_text())
+                except (FileNotFoundError, json.JSONDecodeError):
+                    info = {}  # being written right now: its creator is alive
+                pid = info.get("pid")
+                if info.get("host") == _host() and isinstance(pid, int) and not _alive(pid):
+                    logging.warning(
+                        "taking over the stale lock of %s: process %s is no longer running",
+                        self.workdir,
+                        pid,
+                    )
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+                    continue
+                raise self._in_use(info, f" (if that process is gone, delete {path})") from None
+            os.write(fd, self._record())
+            os.fsync(fd)
+            self._fd, self._exclusive = fd, path
+            return self
+        raise self._in_use(self.holder(self.workdir) or {})
 
     def acquire(self) -> WorkdirLock:
         """Takes the lock or raises `WorkdirError` naming the process that holds it."""
@@ -109,14 +155,11 @@ class WorkdirLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             os.close(fd)
+            if error.errno in _NO_FLOCK:
+                return self._acquire_exclusive()
             if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            info = self.holder(self.workdir) or {}
-            raise WorkdirError(
-                f"workdir {self.workdir} is in use by process {info.get('pid', '?')} on host "
-                f"{info.get('host', '?')} (since {info.get('since', '?')}): wait for it to finish or "
-                "stop it, or use another --workdir"
-            ) from None
+            raise self._in_use(self.holder(self.workdir) or {}) from None
         previous = os.pread(fd, 4096, 0)
         if previous.strip():
             # Nobody holds the flock, yet the file names a holder: that process died without releasing.
@@ -130,13 +173,8 @@ class WorkdirLock:
                 info.get("pid", "?"),
                 info.get("host", "?"),
             )
-        record = {
-            "pid": os.getpid(),
-            "host": _host(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode(), 0)
+        os.pwrite(fd, self._record(), 0)
         os.fsync(fd)
         self._fd = fd
         return self
@@ -146,6 +184,12 @@ class WorkdirLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
+        if self._exclusive is not None:
+            path, self._exclusive = self._exclusive, None
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            return
         try:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
@@ -162,6 +206,16 @@ class WorkdirLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def check_writable(directory: str | os.PathLike[str], *, flag: str = "--workdir") -> Path:
