@@ -129,6 +129,31 @@ def test_relaunch_with_a_different_config_is_refused_and_allowed_changes_are_rec
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 9
 
 
+def test_a_record_from_an_older_tljax_accepts_new_keys_at_their_default(data_root, tmp_path):
+    config = fixtures.tiny_config(data_root)
+    workdir_lib.record_config(tmp_path, config)
+    # What an older tljax recorded: no `optim.layer_decay` (added later) and no `probe.C`.
+    record = json.loads((tmp_path / "config.json").read_text())
+    del record["optim"]["layer_decay"], record["probe"]["C"]
+    fileio.atomic_write_json(tmp_path / "config.json", record)
+    workdir_lib.write_results(tmp_path, {"test_accuracy": 0.5})
+    assert workdir_lib.is_finished(tmp_path)
+
+    assert workdir_lib.record_config(tmp_path, config) == {}  # both at their defaults: same run
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["added_with_defaults"] == {"optim.layer_decay": 0.0, "probe.C": 1.0}
+    assert workdir_lib.is_finished(tmp_path)  # still the finished run, re-stamped
+    assert workdir_lib.read_results(tmp_path)["test_accuracy"] == 0.5
+
+    del record["probe"]["optax_lr"]
+    fileio.atomic_write_json(tmp_path / "config.json", record)
+    other = fixtures.tiny_config(data_root)
+    with other.unlocked():
+        other.probe.optax_lr = 0.5  # a new key, but not at its default: another run
+    with pytest.raises(ConfigError, match="probe.optax_lr: <absent> in the workdir, 0.5 now"):
+        workdir_lib.record_config(tmp_path, other)
+
+
 def test_metrics_are_cut_after_the_restored_step_without_rewriting_the_rest(tmp_path):
     path = tmp_path / "metrics.jsonl"
     writer = MetricWriter(tmp_path)

@@ -341,6 +341,15 @@ def record_config(
         _append_history(workdir, {"event": "start"})
         return {}
     differences = config_differences(recorded, current)
+    # Keys that a newer tljax added to the config (absent from an older record) at their default
+    # value are not a different run: the old code had no such setting.
+    defaults = flatten(config_record(_default_config()))
+    added = {
+        key: new
+        for key, (old, new) in differences.items()
+        if old == _ABSENT and key in defaults and defaults[key] == new
+    }
+    differences = {key: change for key, change in differences.items() if key not in added}
     refused = {key: change for key, change in differences.items() if key not in allowed}
     if refused:
         listed = "; ".join(
@@ -358,23 +367,38 @@ def record_config(
             f"workdir {workdir} holds a run made with a different config ({len(refused)} key(s) differ: "
             f"{listed}): {ways}"
         )
-    if differences:
+    if differences or added:
+        finished_before = is_finished(workdir)
         fileio.atomic_write_json(workdir / CONFIG_NAME, current)
+        if finished_before and not differences:  # the same run, described with more keys
+            results = read_results(workdir) or {}
+            results.pop(CONFIG_DIGEST_KEY, None)
+            write_results(workdir, results)
         _append_history(
             workdir,
             {
                 "event": "resume_with_changes",
                 "changes": {k: list(v) for k, v in differences.items()},
+                **({"added_with_defaults": added} if added else {}),
             },
         )
         logging.warning(
             "resuming %s with recorded changes: %s",
             workdir,
-            ", ".join(f"{k} {_short(o)} -> {_short(n)}" for k, (o, n) in differences.items()),
+            ", ".join(
+                [f"{k} {_short(o)} -> {_short(n)}" for k, (o, n) in differences.items()]
+                + [f"{k} (new key) = {_short(v)}" for k, v in added.items()]
+            ),
         )
     else:
         _append_history(workdir, {"event": "resume"})
     return differences
+
+
+def _default_config() -> Any:
+    from tljax.train.defaults import default_config  # (imports the data package: only when needed)
+
+    return default_config()
 
 
 def write_results(workdir: str | os.PathLike[str], results: Mapping[str, Any]) -> dict[str, Any]:
