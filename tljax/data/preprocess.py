@@ -85,6 +85,35 @@ def resolve_geometry(
     return Geometry(resize=resize, crop=crop, interpolation=interpolation)
 
 
+def resize(image: Any, hw: tuple[int, int], interpolation: str = "bicubic") -> np.ndarray:
+    """The one resize: `[H, W, C]` pixels → float32 `[h, w, C]`, by PIL's resampling (antialiased when
+    shrinking), channel by channel in 32-bit float so nothing is rounded to 8 bits on the way.
+
+    The data pipeline's transforms resize 8-bit PIL images with the same resampling filters; image
+    optimisation and top-9 call this on float images. PIL's bicubic here equals
+    `jax.image.resize(..., "cubic", antialias=True)` to ~1e-3 of a pixel level, without compiling a
+    kernel per image size.
+    """
+    pixels = np.asarray(image, np.float32)
+    height, width = int(hw[0]), int(hw[1])
+    if pixels.ndim != 3 or height < 1 or width < 1:
+        raise ValueError(
+            f"resize expects an [H, W, C] image and a positive size, got {pixels.shape} → {hw}"
+        )
+    if pixels.shape[:2] == (height, width):
+        return pixels.copy()
+    resample = _INTERPOLATIONS[interpolation]
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(pixels[..., c]), mode="F").resize(
+                (width, height), resample
+            )
+        )
+        for c in range(pixels.shape[-1])
+    ]
+    return np.stack(channels, axis=-1)
+
+
 def _resized_shape(width: int, height: int, shorter: int) -> tuple[int, int]:
     """Shorter side → `shorter`, the longer side truncated like torchvision's Resize(int)."""
     if width <= height:

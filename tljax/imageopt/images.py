@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from tljax import errors
@@ -113,12 +112,14 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 def resize_image(image: Array | np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resizes `[H, W, 3]` pixels to `hw` (bicubic, antialiased when shrinking), float32 numpy."""
+    """Resizes `[H, W, 3]` pixels to `hw` with the one resize (`tljax.data.preprocess.resize`, bicubic,
+    antialiased when shrinking), float32 numpy."""
+    from tljax.data.preprocess import resize
+
     image = np.asarray(image, np.float32)
     if tuple(image.shape[:2]) == tuple(hw):
         return image
-    out = jax.image.resize(jnp.asarray(image), (*hw, image.shape[-1]), "cubic", antialias=True)
-    return np.asarray(out)
+    return resize(image, hw, "bicubic")
 
 
 def fit_max_side(image: Array | np.ndarray, max_side: int) -> np.ndarray:

@@ -30,6 +30,7 @@ import numpy as np
 
 from tljax.errors import ConfigError
 from tljax.imageopt import render
+from tljax.imageopt.images import resize_image
 from tljax.imageopt.inputs import iterate_images
 from tljax.imageopt.objective import MeanStd, check_taps, make_taps_fn
 from tljax.imageopt.receptive_field import ReceptiveField, receptive_fields
@@ -103,11 +104,7 @@ def _fit_to_input(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndar
     region = image[top : top + ch, left : left + cw]
     if region.shape[:2] == (th, tw):
         return region, region
-    # PIL rather than core.resize_image: jax.image.resize compiles once per distinct photo size.
-    from PIL import Image
-
-    pil = Image.fromarray(np.clip(region, 0, 255).round().astype(np.uint8))
-    resized = np.asarray(pil.resize((tw, th), Image.BICUBIC), np.float32)
+    resized = resize_image(region, (th, tw))
     return resized, region
 
 
