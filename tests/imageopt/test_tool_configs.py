@@ -88,3 +88,24 @@ def test_cli_prints_bad_input_as_one_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "is a file, not a directory" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_single_image_is_one_line_naming_it(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tljax import cli
+    from tljax.errors import BadImageError
+
+    monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: pytest.fail("loaded a backbone"))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.new("RGB", (64, 64)).save(tmp_path / "bomb.png")
+    config = style.default_config()
+    config.styles, config.out = (str(tmp_path / "broken.png"),), str(tmp_path / "out.png")
+    for bad in ("broken.png", "bomb.png"):
+        config.content = str(tmp_path / bad)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64² = 4096 > 2 × 1000: a bomb
+        with pytest.raises(BadImageError) as err:
+            style.run_from_config(config)
+        message = cli.describe(err.value)
+        assert message is not None and "\n" not in message and bad in message
+    assert not (tmp_path / "out.png").exists()

@@ -124,12 +124,12 @@ class ChunkedLoop:
     steps need not divide `chunk_size`: the scan always has `chunk_size` iterations and a boolean mask
     turns the surplus ones into no-ops, so the last, shorter chunk reuses the same executable.
 
-    On XLA:CPU, whether a loop inside the executable helps depends on the network, measured on this
-    2-core CPU: VGG19's style step at 128² takes 0.33 s as one jitted step but 1.45 s inside
-    `lax.scan`/`fori_loop` (3-5×, also at 512²; ResNet-50 at 224²: 0.20 s vs 0.35 s), while EfficientNet-Lite0's DeepDream step at 256² takes
-    0.45 s as one jitted step and 0.11 s inside `lax.scan` (its depthwise convolutions compile to a
-    faster kernel in the loop body). So `inner="auto"` means `lax.scan` on accelerators and `cpu_inner`
-    on the CPU, which callers choose per backbone (`MODEL_DEFAULTS` of the style and dream modules):
+    On XLA:CPU, whether a loop inside the executable helps depends on the network: VGG's and ResNet's
+    steps run several times slower inside `lax.scan`/`fori_loop` than as one jitted step, while
+    EfficientNet-Lite's run faster in the loop body (its depthwise convolutions compile to a faster
+    kernel there; the README's benchmarks give the numbers). So `inner="auto"` means `lax.scan` on
+    accelerators and `cpu_inner` on the CPU, which callers choose per backbone (the `cpu_loop` option,
+    set in `configs/style_*.py` and `configs/dream_*.py`):
     `"python"` compiles *one step* and calls it `chunk_size` times per chunk (at ≥ 0.1 s per step the
     dispatch overhead is noise); `"unrolled"` is `lax.scan(unroll=True)` (fast, but compiles
     `chunk_size` copies of the network).

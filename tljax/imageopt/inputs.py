@@ -34,7 +34,7 @@ def _as_rgb(image: Any, where: str) -> np.ndarray:
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     elif array.shape[-1] == 4:
-        alpha = array[..., 3:] / 255.0  # composite on white, as core.load_image does for files
+        alpha = array[..., 3:] / 255.0  # composite on white, as images.load_image does for files
         array = array[..., :3] * alpha + 255.0 * (1.0 - alpha)
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{where}: empty image {array.shape}")
