@@ -123,7 +123,8 @@ def launch(
     for phase, points in plan.phases():
         todo = runner.unfinished(points, plan)
         if not todo:
-            print(f"phase {phase.name}: nothing to run", file=stream)
+            why = "all selected points are done" if points else "no point selected by --only"
+            print(f"phase {phase.name}: nothing to submit ({why})", file=stream)
             continue
         text = script(plan, phase, todo, workers, parsed)
         path = slurm_dir / f"{phase.name}.sbatch"
