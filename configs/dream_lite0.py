@@ -6,7 +6,8 @@ Offline: the astronaut photo ships in the scikit-image wheel, the weights in the
     python -m tljax.dream --config=configs/dream_lite0.py --out=/tmp/imageopt_out/dream_lite0.png
 
 Result: fur and dog-like faces grow on the suit, helmet and background; the objective (half the mean
-square of `blocks.10`) rises at every octave: 32.6→52.9, 39.3→56.9, 42.3→60.1, 43.9→71.2.
+square of `blocks.10`) rises at every octave: 32.6→54.2, 39.3→56.1, 41.5→59.3, 43.6→65.8 (2026-12,
+"rbg" jitter keys; bench/figures/dream_lite0.png).
 This is `python -m tljax.dream`'s default config. With VGG19 weights supplied by the user:
 `configs/dream_vgg19.py`. Lite0's values were chosen by eye on this embedded default; deeper Lite blocks
 give object parts, early ones strokes.

@@ -35,6 +35,7 @@ import optax
 from tljax.imageopt import render
 from tljax.imageopt.core import ChunkedLoop
 from tljax.imageopt.objective import MeanStd, check_taps, make_taps_fn, parse_tap_spec
+from tljax.imageopt.options import keyword_defaults, tool_config
 from tljax.imageopt.transforms import RobustnessTransforms
 from tljax.typing import Config
 
@@ -327,35 +328,26 @@ def channel_grid(
 # Config form (`python -m tljax.visualize`, configs/featvis_*.py)
 
 
+# `visualize_channels` arguments that are not run options: objects, or the CLI's business.
+_NOT_OPTIONS = ("preprocessing", "transforms", "progress")
+
+
 def default_config() -> Config:
-    """The feature-visualisation run config (keys are `visualize_channels`' arguments, plus I/O).
+    """The feature-visualisation run config: I/O keys plus `visualize_channels`' keyword arguments.
 
     `technique="featvis"` (what `python -m tljax.visualize` dispatches on), `model`, `weights`
-    ("default", a registered name, a file, or "random"), `tap`, `channels` (a tuple), `objective`
-    ("channel" or "unit"), `size`, `steps`, `learning_rate`, `transforms` (the robustness transforms on or
-    off), `decay_power`, `seed`, `chunk_size`, `compare_with_photos` (each channel's objective on the 20
-    ImageNet photos of foolbox, and the ratio), `out`. `configs/featvis_lite0.py` is the CLI's default.
+    ("default", a registered name, a file, or "random"), `tap`, `channels` (a tuple), `transforms`
+    (lucid's standard robustness transforms on or off), `compare_with_photos` (each channel's objective
+    on the 20 ImageNet photos of foolbox, and the ratio), `out`; then every keyword argument of
+    `visualize_channels` with its default (`size`, `steps`, `learning_rate`, `objective`, `decorrelate`,
+    `decay_power`, `seed`, `chunk_size`), taken from its signature so an option is defined once there.
+    `configs/featvis_lite0.py` is the CLI's default.
     """
-    import ml_collections
-
-    config = ml_collections.ConfigDict()
-    config.technique = "featvis"
-    config.model = "efficientnet_lite0"
-    config.weights = "default"
-    config.tap = "blocks.10"
-    config.channels = tuple(range(8))
-    config.objective = "channel"
-    config.size = 128
-    config.steps = 256
-    config.learning_rate = 0.05
-    config.transforms = True
-    config.decay_power = 1.5
-    config.seed = 0
-    config.chunk_size = 32
-    config.compare_with_photos = True
-    config.out = "featvis.png"
-    config.lock()
-    return config
+    io = dict(technique="featvis", model="efficientnet_lite0", weights="default", tap="blocks.10")
+    io.update(
+        channels=tuple(range(8)), transforms=True, compare_with_photos=True, out="featvis.png"
+    )
+    return tool_config(io, keyword_defaults(visualize_channels, exclude=_NOT_OPTIONS))
 
 
 def run_from_config(config: Config, *, progress: bool = True) -> dict[str, Any]:
@@ -372,21 +364,16 @@ def run_from_config(config: Config, *, progress: bool = True) -> dict[str, Any]:
     images.check_writable(config.out)
     model, variables, preprocessing = backbone.from_config(config)
     tap, objective = config.tap, config.objective
+    options = {name: config[name] for name in keyword_defaults(visualize_channels, _NOT_OPTIONS)}
     result = visualize_channels(
         model,
         variables,
         tap,
         config.channels,
         preprocessing=preprocessing,
-        size=config.size,
-        steps=config.steps,
-        learning_rate=config.learning_rate,
-        objective=objective,
-        transforms=RobustnessTransforms() if config.transforms else None,
-        decay_power=config.decay_power,
-        seed=config.seed,
-        chunk_size=config.chunk_size,
+        transforms=STANDARD_TRANSFORMS if config.transforms else None,
         progress=progress,
+        **options,
     )
     report: dict[str, Any] = {"result": result}
     labels = [f"{tap}:{c}  {v:.3g}" for c, v in zip(result.channels, result.objective, strict=True)]

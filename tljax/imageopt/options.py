@@ -15,19 +15,35 @@ from typing import Any, TypeVar
 from tljax.errors import ConfigError
 from tljax.typing import Config
 
-__all__ = ["check_choices", "checked_weights", "read_options", "tool_config"]
+__all__ = ["check_choices", "checked_weights", "keyword_defaults", "read_options", "tool_config"]
 
 OptionsT = TypeVar("OptionsT")
 
 
 def tool_config(io: Mapping[str, Any], options: Any) -> Config:
-    """A locked ConfigDict holding the `io` keys, then every field of the dataclass instance `options`."""
+    """A locked ConfigDict holding the `io` keys, then the options: every field of a dataclass instance,
+    or the items of a mapping (`keyword_defaults`)."""
     import ml_collections
 
     config = ml_collections.ConfigDict(dict(io))
-    config.update(dataclasses.asdict(options))
+    config.update(options if isinstance(options, Mapping) else dataclasses.asdict(options))
     config.lock()
     return config
+
+
+def keyword_defaults(function: Any, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The keyword-only arguments of `function` with their defaults (minus `exclude`).
+
+    For a technique whose options are a function's keyword arguments (feature visualisation): its config
+    is built from them, so the function's signature stays the one place an option is defined.
+    """
+    import inspect
+
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in exclude
+    }
 
 
 def read_options(config: Config, options_type: type[OptionsT]) -> OptionsT:
