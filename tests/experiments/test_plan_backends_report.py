@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import subprocess
 import sys
@@ -196,3 +197,13 @@ def test_report_on_a_partial_sweep_gives_mean_and_std_over_seeds(sweep_file, tmp
     assert "3 done, 0 failed, 3 pending" in markdown
     assert paths["figure0"].read_text() == "6"  # the sweep's plot hook got every row
     assert runner.summarize(plan).line() == "3 done, 0 failed, 3 pending"
+
+
+def test_a_second_launcher_of_the_same_sweep_is_refused_before_any_point(sweep_file, tmp_path):
+    plan = runner.plan(str(sweep_file), tmp_path / "root")
+    plan.sweep_dir.mkdir(parents=True)
+    with run_workdir.WorkdirLock(plan.sweep_dir):  # the first launcher
+        with pytest.raises(errors.WorkdirError, match=rf"sweep 'grid' is already being run in "
+                           rf"{plan.sweep_dir}: .* in use by process {os.getpid()}"):  # fmt: skip
+            local.run(plan, stream=io.StringIO())
+    assert [p.name for p in plan.sweep_dir.iterdir()] == [".tljax.lock"]  # no point started

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tljax import errors
 from tljax.experiments import runner, spec, state
+from tljax.train import workdir as run_workdir
 
 _PR_SET_PDEATHSIG = 1
 
@@ -67,10 +68,34 @@ def run(
     poll_seconds: float = 0.2,
 ) -> runner.Summary:
     """Runs the plan's unfinished points, phase by phase (a phase starts once all points of the phases
-    it depends on are done; one whose dependency failed stays pending), `workers` at a time."""
+    it depends on are done; one whose dependency failed stays pending), `workers` at a time. A second
+    launcher of the same sweep root is refused (`WorkdirError` naming the first one's PID and host)."""
     if workers < 1:
         raise errors.UserError(f"--workers={workers}: must be at least 1")
-    stream = stream or sys.stdout
+    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    # One launcher per sweep root: a second one would start the same points and see them refused by
+    # their workdir locks (and count them as failed).
+    lock = run_workdir.WorkdirLock(plan.sweep_dir)
+    try:
+        lock.acquire()
+    except errors.WorkdirError as error:
+        raise errors.WorkdirError(
+            f"sweep {plan.sweep.name!r} is already being run in {plan.sweep_dir}: {error}"
+        ) from None
+    try:
+        return _run(plan, workers, devices, device_env, stream or sys.stdout, poll_seconds)
+    finally:
+        lock.release()
+
+
+def _run(
+    plan: runner.Plan,
+    workers: int,
+    devices: Sequence[str],
+    device_env: str,
+    stream,
+    poll_seconds: float,
+) -> runner.Summary:
     groups = device_groups(list(devices), workers)
     todo = runner.unfinished(plan.selected, plan)
     progress = runner.Progress(len(todo), plan.sweep.metric, workers, stream)
