@@ -6,8 +6,8 @@ on the 20 ImageNet photos shipped in the foolbox wheel. This is `python -m tljax
 
     python -m tljax.visualize --config=configs/featvis_lite0.py --out=/tmp/imageopt_out/featvis_blocks10.png
 
-Result: the channels of `blocks.10` reach 5.9–12.8× their best value on the 20 ImageNet photos
-(bench/figures/featvis_blocks10.png). `decay_power=1.5` rather than lucid's 1.0: bolder, smoother
+Result: the channels of `blocks.10` reach 6.0–12.9× their best value on the 20 ImageNet photos
+(bench/figures/featvis_blocks10.png, 2026-12, "rbg" keys). `decay_power=1.5` rather than lucid's 1.0: bolder, smoother
 patterns at the same objective on Lite0, whose stride-2 depthwise convs otherwise imprint a fine grid.
 """
 
