@@ -291,7 +291,16 @@ def _train_and_evaluate(
     datasets = setup.build_data(config)
     size = setup.image_size(datasets)
     model = setup.build_model(config, datasets.num_classes)
-    variables = setup.init_variables(config, model, size)
+    init_model = model
+
+    def initial_variables() -> PyTree:
+        return setup.init_variables(config, init_model, size)
+
+    # A random init runs on the devices, inside the jitted program that creates the state directly in
+    # its sharding (no full copy on one device or the host first); only shapes are needed until then.
+    # Pretrained or transferred weights come from a file, so they pass through the host.
+    random_init = config.recipe != "transfer" and not config.weights.name
+    variables = jax.eval_shape(initial_variables) if random_init else initial_variables()
     groups = setup.build_groups(config, model, variables)
     _warn_unused_rules(config, groups)
     # The BN policy is a property of the forward pass, so it is baked into the model.
@@ -321,13 +330,20 @@ def _train_and_evaluate(
     def create_state(params: PyTree, batch_stats: PyTree) -> TrainState:
         return TrainState.create(params, batch_stats, tx.init(params), config.seed)
 
-    # The optimizer state is created on the devices in its final sharding, never as a host copy.
-    state, state_sharding = placement.create_state(
-        create_state,
-        variables["params"],
-        jax.device_get(variables["params"]),
-        jax.device_get(variables.get("batch_stats", {})),
-    )
+    def create_initial_state() -> TrainState:
+        initial = initial_variables()
+        return create_state(initial["params"], initial.get("batch_stats", {}))
+
+    # The optimizer state (and a random init) is created on the devices in its final sharding.
+    if random_init:
+        state, state_sharding = placement.create_state(create_initial_state, variables["params"])
+    else:
+        state, state_sharding = placement.create_state(
+            create_state,
+            variables["params"],
+            jax.device_get(variables["params"]),
+            jax.device_get(variables.get("batch_stats", {})),
+        )
     del variables
     # Jitted: evaluating it eagerly for the log would compile each of its ops separately.
     schedule = jax.jit(optim.learning_rate_schedule(optim_config, total_steps))
