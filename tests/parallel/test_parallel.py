@@ -105,6 +105,19 @@ def test_mesh_spec_takes_the_rest_and_names_bad_specs():
         parallel.resolve_axes((("data", 0),), 8)
 
 
+def test_sharding_rules_and_resume_layout_are_checked_before_work():
+    mesh = parallel.make_mesh((("data", -1), ("model", 1)))
+    with pytest.raises(ConfigError, match="axis 'fsdp', which the mesh"):
+        parallel.param_specs({"dense": {"kernel": np.zeros((4, 4))}}, ((".*", "fsdp"),), mesh)
+    with pytest.raises(ConfigError, match="invalid regex"):
+        parallel.param_specs({"dense": {"kernel": np.zeros((4, 4))}}, (("(", "model"),), mesh)
+    placement = parallel.Placement(mesh)
+    assert placement.own_iterator_state({"next_index": 5}) == {"next_index": 5}
+    saved_by_two = {"process_count": 2, "processes": [{"next_index": 5}, {"next_index": 5}]}
+    with pytest.raises(ConfigError, match="written by 2 process"):
+        placement.own_iterator_state(saved_by_two)
+
+
 def test_process_shards_partition_every_global_batch():
     """Process p reads rows [p·b, (p+1)·b) of each global batch; with padding, the processes' batches
     side by side are the global batches, the last one completed by masked padding."""
