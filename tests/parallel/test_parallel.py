@@ -183,6 +183,29 @@ def test_slurm_task_layout_is_detected():
         assert result == [f"RESULT slurm {index} 2 4 2.0"], output[-3000:]
 
 
+def test_cli_with_an_unreachable_coordinator_exits_2_with_one_line(tmp_path):
+    """Every main joins through `tljax.cli.run`: a coordinator nobody listens on is one line, exit 2."""
+    port = _free_port()
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tljax.main",
+            f"--config={REPO / 'tests/train/tiny_run_config.py'}:{tmp_path}",
+            f"--workdir={tmp_path / 'run'}",
+            f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", "--process_id=1",
+            "--distributed_timeout=1",
+        ],
+        cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: the coordinator 127.0.0.1:{port} could not be reached within 1 s ([Errno 111] "
+        "Connection refused): start process 0 with the same --coordinator_address, check the host "
+        "and port (and firewalls), or raise --distributed_timeout"
+    ], done.stderr[-3000:]
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
 # ---------------------------------------------------------------- 8 devices, 2 processes
 
 
