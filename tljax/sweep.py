@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         raise errors.UserError(f"unexpected arguments {command}: the only subcommand is `report`")
     if not _SWEEP.value or not _ROOT.value:
         raise errors.UserError("--sweep and --root are required")
-    plan = runner.plan(_SWEEP.value, _ROOT.value, _ONLY.value)
+    plan = runner.plan(_SWEEP.value, _ROOT.value, _ONLY.value, for_launch=command != ["report"])
     if command == ["report"]:
         paths = report.write(plan, _METRICS.value or None)
         print(runner.summarize(plan).text())

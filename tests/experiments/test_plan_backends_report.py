@@ -78,6 +78,11 @@ def test_only_without_the_unfinished_source_is_refused_before_anything_runs(swee
     with pytest.raises(errors.UserError, match=r"point transfer/seed=0 loads the run base/lr=0.1,seed=0, "
                        r"which has not finished and is not selected by --only='transfer'"):  # fmt: skip
         runner.plan(str(sweep_file), tmp_path / "root", only="transfer")
+    # The report of those points is fine: it runs nothing.
+    assert (
+        len(runner.plan(str(sweep_file), tmp_path / "root", "transfer", for_launch=False).selected)
+        == 2
+    )
     plan = runner.plan(str(sweep_file), tmp_path / "root")
     for point in plan.points[:4]:
         _finish(plan, point.id, 0.5)

@@ -48,19 +48,25 @@ class Plan:
         return [(ph, [p for p in self.selected if p.phase == ph.name]) for ph in self.sweep.phases]
 
 
-def plan(spec_text: str, root: str | Path, only: str | None = None) -> Plan:
-    """Loads, expands and checks a sweep (see the module docstring); nothing is written."""
+def plan(
+    spec_text: str, root: str | Path, only: str | None = None, *, for_launch: bool = True
+) -> Plan:
+    """Loads, expands and checks a sweep (see the module docstring); nothing is written.
+
+    `for_launch=False` (the report) checks only the sweep file itself: the workdirs may hold anything.
+    """
     sweep, spec_text = spec.load(spec_text)
     root = Path(root).absolute()
     points = spec.expand(sweep)
     spec.validate(sweep, points, root)
     selected = spec.select(points, only)
     result = Plan(sweep, spec_text, root, tuple(points), tuple(selected))
+    if not for_launch:
+        return result
     chosen = {p.id for p in selected}
     for point in selected:
-        check_config(
-            sweep, point, points, root
-        )  # a finished point of another config is refused too
+        # A finished point of another config is refused too.
+        check_config(sweep, point, points, root)
         if state.status(result.workdir(point)) == state.DONE:
             continue
         referenced = {p.id for p in spec.references(point, points)}
