@@ -2,12 +2,11 @@
 
     python bench/depthwise.py --part=layer     # one depthwise layer: forward, input grad, kernel grad
     python bench/depthwise.py --part=model     # Lite0 forward (batch 8, 224²) and train steps (batch 32)
-    python bench/depthwise.py --part=model --depthwise=xla   # the same model with the grouped conv
-    python bench/depthwise.py --part=model --depthwise=shifted   # ... with plain autodiff backward
+    python bench/depthwise.py --part=model --conv=flax   # the same model with flax's nn.Conv everywhere
 
 Layer implementations: `xla` = `lax.conv_general_dilated(feature_group_count=C)` (what `nn.Conv` runs),
 `shifted` = the shifted-slice sum differentiated by plain autodiff, `shifted_vjp` = the same forward with
-the hand-written backward of `tljax.models.depthwise` (what `depthwise_conv` uses on CPU).
+the hand-written backward of `tljax.models.depthwise` (what `tljax.models.conv` runs on CPU).
 Timings are medians over `--iters` calls after two warm-up calls, jitted, `block_until_ready`.
 """
 
@@ -16,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,12 +75,10 @@ def bench_layer(args) -> None:
 
 def bench_model(args) -> None:
     """Lite0 forward throughput and full fine-tuning train steps (BN in train mode, SGD momentum)."""
-    if (
-        args.depthwise != "default"
-    ):  # swap the implementation inside the same module (xla: "before")
-        depthwise.depthwise_conv = IMPLS[args.depthwise]
     rng = np.random.default_rng(0)
     model = models.get("efficientnet_lite0", num_classes=10)
+    if args.conv == "flax":
+        model = model.clone(conv=nn.Conv)  # XLA's convolution everywhere (grouped for depthwise)
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 224, 224, 3)))
 
     forward = jax.jit(model.apply)
@@ -127,10 +125,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="layer", choices=["layer", "model"])
     parser.add_argument(
-        "--depthwise",
-        default="default",
-        choices=["default", *IMPLS],
-        help="model part: the module's own choice, or force one implementation",
+        "--conv",
+        default="tljax",
+        choices=["tljax", "flax"],
+        help="model part: tljax.models.conv.Conv (CPU kernels on CPU) or flax.linen.Conv",
     )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=28, help="layer output-side size before stride")

@@ -210,3 +210,11 @@ def test_memory_budget_is_enforced_before_running():
     with pytest.raises(core.MemoryBudgetExceeded, match="tiny step needs about"):
         loop.run((jnp.zeros((1000,)), jnp.int32(0)), {"decay": jnp.float32(1)}, 2, progress=False)
     assert core.memory_budget_bytes() > 2**20
+
+
+def test_chunked_loop_follows_the_default_device_not_the_default_backend(monkeypatch):
+    """On a GPU host (simulated) a loop built under `jax.default_device(cpu)` takes the CPU loop."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert core.ChunkedLoop(_counting_step, cpu_inner="python").inner == "scan"
+    with jax.default_device(jax.devices("cpu")[0]):
+        assert core.ChunkedLoop(_counting_step, cpu_inner="python").inner == "python"

@@ -8,12 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tljax.models.depthwise import (
-    DepthwiseConv,
-    depthwise_conv,
-    grouped_conv_depthwise,
-    shifted_depthwise_vjp,
-)
+from tljax.models.conv import Conv
+from tljax.models.depthwise import grouped_conv_depthwise, shifted_depthwise_vjp
 
 TOLERANCE = 1e-5
 
@@ -63,15 +59,6 @@ def test_kernel_gradient_chunked_over_batch():
     assert _relative(dw, ref_dw) <= TOLERANCE
 
 
-def test_dispatch_uses_shifted_form_on_cpu():
-    x, w, _ = _inputs(3, 9, 9)
-    jaxpr = str(jax.make_jaxpr(lambda x, w: depthwise_conv(x, w, 1))(x, w))
-    if jax.default_backend() == "cpu":
-        assert "conv_general_dilated" not in jaxpr and "custom_vjp" in jaxpr
-    else:
-        assert "conv_general_dilated" in jaxpr
-
-
 @pytest.mark.parametrize("stride", [1, 2])
 def test_bfloat16_close_to_float32(stride):
     x, w, rng = _inputs(5, 13, 11)
@@ -105,7 +92,17 @@ def test_module_is_a_drop_in_for_grouped_nn_conv(dtype, param_dtype):
         dtype=dtype,
         param_dtype=param_dtype,
     )
-    ours = DepthwiseConv(kernel, stride, kernel_init=init, dtype=dtype, param_dtype=param_dtype)
+    ours = Conv(
+        channels,
+        (kernel, kernel),
+        strides=stride,
+        padding="VALID",
+        use_bias=False,
+        feature_group_count=channels,
+        kernel_init=init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+    )
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 15, 17, channels)), jnp.float32)
     key = jax.random.PRNGKey(0)
     conv_vars, our_vars = conv.init(key, x), ours.init(key, x)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.models.torch_oracle import relative_error
-from tljax.models.pointwise import PointwiseConv, pointwise_conv
+from tljax.models.conv import Conv, pointwise_matmul
 
 
 def _reference(x, kernel, stride):
@@ -23,7 +23,7 @@ def test_forward_and_both_gradients_match_the_convolution(stride, size):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, *size, 6)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((1, 1, 6, 5)), jnp.float32)
-    ours, ours_vjp = jax.vjp(lambda x, k: pointwise_conv(x, k, stride), x, kernel)
+    ours, ours_vjp = jax.vjp(lambda x, k: pointwise_matmul(x, k, (stride, stride)), x, kernel)
     ref, ref_vjp = jax.vjp(lambda x, k: _reference(x, k, stride), x, kernel)
     assert ours.shape == ref.shape
     assert relative_error(ours, ref) <= 1e-6
@@ -35,7 +35,7 @@ def test_forward_and_both_gradients_match_the_convolution(stride, size):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_module_is_a_drop_in_for_nn_conv(dtype):
     x = jax.random.normal(jax.random.key(1), (2, 7, 7, 8))
-    ours = PointwiseConv(4, strides=2, use_bias=True, dtype=dtype)
+    ours = Conv(4, (1, 1), strides=2, padding=0, use_bias=True, dtype=dtype)
     ref = nn.Conv(4, (1, 1), strides=(2, 2), padding=0, use_bias=True, dtype=dtype)
     v_ours, v_ref = ours.init(jax.random.key(2), x), ref.init(jax.random.key(2), x)
     jax.tree_util.tree_map(np.testing.assert_array_equal, v_ours, v_ref)  # same tree, same init

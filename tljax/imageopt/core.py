@@ -116,6 +116,14 @@ def _signature(tree: PyTree) -> tuple:
     return (treedef, tuple((np.shape(x), jnp.result_type(x)) for x in leaves))
 
 
+def _default_platform() -> str:
+    """The platform uncommitted computations run on: `jax.default_device`'s, else the default backend."""
+    device = jax.config.jax_default_device
+    if device is None:
+        return jax.default_backend()
+    return device if isinstance(device, str) else device.platform
+
+
 class ChunkedLoop:
     """Runs `step(carry, consts) -> (carry, metrics)` `num_steps` times, `chunk_size` steps per call.
 
@@ -160,7 +168,10 @@ class ChunkedLoop:
                     f"{name}={value!r}; expected 'auto', 'scan', 'unrolled' or 'python'"
                 )
         if inner == "auto":
-            inner = cpu_inner if jax.default_backend() == "cpu" else "scan"
+            # A host-side choice (a Python loop over one compiled step, or one scan), so unlike the
+            # conv kernels it cannot be a `lax.platform_dependent` branch; it follows the platform the
+            # steps will run on (`jax.default_device` if set), not the process's default backend.
+            inner = cpu_inner if _default_platform() == "cpu" else "scan"
         if inner == "auto":
             inner = "scan"
         self.step = step

@@ -313,9 +313,26 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
     if name == "dot_general":
         return [_dot_general(eqn, deps, in_shapes)]
 
+    if name == "cond":
+        return _cond(eqn, deps)
+
     raise NotImplementedError(
         f"receptive field: no rule for primitive {name!r} on the path from the input to the tap"
     )
+
+
+def _cond(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
+    """A branch picked at run time (`lax.cond`/`switch`, and `lax.platform_dependent`, which is how
+    `tljax.models.conv` picks its CPU kernels): each output sees the union of what any branch reads."""
+    if deps[0] is not None:
+        raise NotImplementedError("cond whose branch index depends on the input image")
+    per_branch = [_walk(branch.jaxpr, deps[1:]) for branch in eqn.params["branches"]]
+    outs: list[_Dep | None] = []
+    for var, branch_deps in zip(eqn.outvars, zip(*per_branch, strict=True), strict=True):
+        live = [d for d in branch_deps if d is not None]
+        shape = var.aval.shape
+        outs.append(_union_deps(live, shape, [shape] * len(live)) if live else None)
+    return outs
 
 
 def _reduce(dep: _Dep, reduced: Sequence[int], rank: int) -> _Dep:

@@ -96,12 +96,6 @@ def batch_norm(
     )(x)
 
 
-def symmetric_padding(kernel: int, padding: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """PyTorch-style explicit padding (same amount on both sides), for `nn.Conv(padding=...)`."""
-    del kernel
-    return ((padding, padding), (padding, padding))
-
-
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow 'SAME' padding for one spatial axis: the extra pixel goes bottom/right."""
     out = math.ceil(size / stride)

@@ -1,27 +1,24 @@
-"""Depthwise convolution that is fast on CPU as well as on accelerators.
+"""Depthwise convolution as a sum of shifted slices, with its own backward pass: the XLA:CPU kernel.
 
 XLA's CPU backend lowers `feature_group_count=C` convolutions to a generic grouped-conv loop that is
-10-20× slower than the same arithmetic written as a sum of k² shifted, strided slices times one kernel
-tap each (which XLA fuses into a single elementwise loop). On CPU, `depthwise_conv` therefore computes
-the shifted-slice sum, with a `jax.custom_vjp` whose backward pass stays in that form: the input
-gradient is a (polyphase, for stride > 1) shifted-slice sum over the padded output gradient with the
-flipped kernel, the kernel gradient one reduction per tap. On GPU/TPU it is `lax.conv_general_dilated`
-with `feature_group_count`, which cuDNN/XLA handle well. The choice is made at trace time from
-`jax.default_backend()`.
+much slower than the same arithmetic written as a sum of k² shifted, strided slices times one kernel
+tap each (which XLA fuses into a single elementwise loop; `bench/depthwise.py` measures both). This
+module computes that shifted-slice sum, with a `jax.custom_vjp` whose backward pass stays in that form:
+the input gradient is a (polyphase, for stride > 1) shifted-slice sum over the padded output gradient
+with the flipped kernel, the kernel gradient one reduction per tap. `tljax.models.conv` selects it on
+CPU (and XLA's grouped convolution elsewhere) with `jax.lax.platform_dependent`.
 
-Padding is 'VALID' here: callers pad beforehand (EfficientNet-Lite's TF-'SAME' padding, `same_conv`).
+Padding is 'VALID' here: `tljax.models.conv` pads beforehand.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from functools import partial
-from typing import Any
+import operator
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 Array = jax.Array
@@ -55,12 +52,12 @@ def shifted_depthwise(x: Array, kernel: Array, stride: int) -> Array:
     rows, cols = _output_size(x.shape[1], k, stride), _output_size(x.shape[2], k, stride)
     acc_dtype = _accumulation_dtype(x.dtype)
     taps = kernel[:, :, 0, :].astype(acc_dtype)  # [k, k, C]
-    out = None
-    for i in range(k):
-        for j in range(k):
-            term = _tap(x, i, j, rows, cols, stride).astype(acc_dtype) * taps[i, j]
-            out = term if out is None else out + term
-    return out.astype(x.dtype)
+    terms = (
+        _tap(x, i, j, rows, cols, stride).astype(acc_dtype) * taps[i, j]
+        for i in range(k)
+        for j in range(k)
+    )
+    return functools.reduce(operator.add, terms).astype(x.dtype)
 
 
 def _input_gradient(g: Array, kernel: Array, stride: int, height: int, width: int) -> Array:
@@ -90,13 +87,13 @@ def _input_gradient(g: Array, kernel: Array, stride: int, height: int, width: in
     for a in range(s):
         row = []
         for b in range(s):
-            dx = None
-            for m in range(math.ceil((k - a) / s)):
-                for n in range(math.ceil((k - b) / s)):
-                    term = _tap(g, reach - 1 - m, reach - 1 - n, phase_rows, phase_cols, 1)
-                    term = term * taps[a + s * m, b + s * n]
-                    dx = term if dx is None else dx + term
-            row.append(dx)
+            terms = (
+                _tap(g, reach - 1 - m, reach - 1 - n, phase_rows, phase_cols, 1)
+                * taps[a + s * m, b + s * n]
+                for m in range(math.ceil((k - a) / s))
+                for n in range(math.ceil((k - b) / s))
+            )
+            row.append(functools.reduce(operator.add, terms))
         phases.append(row)
     if s == 1:
         dx = phases[0][0]
@@ -143,7 +140,8 @@ def _kernel_gradient(x: Array, g: Array, k: int, stride: int) -> Array:
     else:
 
         def add_chunk(total, chunk_xg):
-            return total + _tap_sums(*chunk_xg, k, stride), None
+            x_chunk, g_chunk = chunk_xg
+            return total + _tap_sums(x_chunk, g_chunk, k, stride), None
 
         chunks = (
             x.reshape(batch // chunk, chunk, *x.shape[1:]),
@@ -153,7 +151,7 @@ def _kernel_gradient(x: Array, g: Array, k: int, stride: int) -> Array:
     return sums.reshape(k, k, 1, -1)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def shifted_depthwise_vjp(x: Array, kernel: Array, stride: int) -> Array:
     """`shifted_depthwise` with a hand-written backward pass in the same shifted-slice form."""
     return shifted_depthwise(x, kernel, stride)
@@ -183,44 +181,3 @@ def grouped_conv_depthwise(x: Array, kernel: Array, stride: int) -> Array:
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=x.shape[-1],
     )
-
-
-def depthwise_conv(x: Array, kernel: Array, stride: int) -> Array:
-    """Depthwise VALID convolution, x: [B, H, W, C], kernel: [k, k, 1, C] → [B, Ho, Wo, C].
-
-    Shifted-slice sum (custom VJP) on the CPU backend, grouped `conv_general_dilated` elsewhere;
-    both give the same numbers up to float rounding.
-    """
-    if (
-        x.shape[-1] != kernel.shape[-1]
-        or kernel.shape[2] != 1
-        or kernel.shape[0] != kernel.shape[1]
-    ):
-        raise ValueError(f"depthwise kernel {kernel.shape} does not fit input {x.shape}")
-    if jax.default_backend() == "cpu":
-        return shifted_depthwise_vjp(x, kernel, stride)
-    return grouped_conv_depthwise(x, kernel, stride)
-
-
-class DepthwiseConv(nn.Module):
-    """Drop-in for `nn.Conv(C, (k, k), strides=(s, s), padding='VALID', use_bias=False,
-    feature_group_count=C)`: the same `kernel` param ([k, k, 1, C], same init), the same dtype handling
-    (compute in `dtype`, store in `param_dtype`), fast on CPU via `depthwise_conv`."""
-
-    kernel_size: int
-    strides: int = 1
-    kernel_init: Any = nn.initializers.lecun_normal()
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        channels = x.shape[-1]
-        kernel = self.param(
-            "kernel",
-            self.kernel_init,
-            (self.kernel_size, self.kernel_size, 1, channels),
-            self.param_dtype,
-        )
-        x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
-        return depthwise_conv(x, kernel, self.strides)

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from tljax.models.common import TapRecorder, batch_norm, tf_same_padding
-from tljax.models.depthwise import DepthwiseConv
-from tljax.models.pointwise import PointwiseConv
+from tljax.models.conv import Conv
 from tljax.models.registry import register
+from tljax.typing import ModuleDef
 
 
 class BlockGroup(NamedTuple):
@@ -95,13 +95,12 @@ def block_specs(width: float, depth: float) -> list[BlockSpec]:
     return specs
 
 
-def same_conv(x, conv: nn.Module, kernel: int, stride: int):
-    """Applies `conv` (built with padding='VALID') after TensorFlow-'SAME' zero padding of x."""
-    pad_h = tf_same_padding(x.shape[1], kernel, stride)
-    pad_w = tf_same_padding(x.shape[2], kernel, stride)
-    if any(pad_h + pad_w):
-        x = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-    return conv(x)
+def same_padding(x: jax.Array, kernel: int, stride: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """TensorFlow-'SAME' padding of x [B, H, W, C] as (low, high) pairs, for a conv's `padding`."""
+    return (
+        tf_same_padding(x.shape[1], kernel, stride),
+        tf_same_padding(x.shape[2], kernel, stride),
+    )
 
 
 class MBConv(nn.Module):
@@ -113,10 +112,14 @@ class MBConv(nn.Module):
     frozen_bn: Sequence[str]
     dtype: Any
     param_dtype: Any
+    conv: ModuleDef = Conv
 
     def _pointwise(self, features, name):
-        return PointwiseConv(
+        return self.conv(
             features,
+            (1, 1),
+            padding="VALID",
+            use_bias=False,
             kernel_init=conv_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -143,16 +146,18 @@ class MBConv(nn.Module):
         y = x
         if s.expand != 1:
             y = nn.relu6(self._bn("expand_bn", self._pointwise(hidden, "expand_conv")(y)))
-        # Same [k, k, 1, hidden] kernel as nn.Conv(feature_group_count=hidden), but fast on CPU too.
-        depthwise = DepthwiseConv(
-            s.kernel,
-            s.stride,
+        y = self.conv(
+            hidden,
+            (s.kernel, s.kernel),
+            strides=(s.stride, s.stride),
+            padding=same_padding(y, s.kernel, s.stride),
+            feature_group_count=hidden,  # depthwise: one [k, k] filter per channel
+            use_bias=False,
             kernel_init=conv_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="depthwise_conv",
-        )
-        y = same_conv(y, depthwise, s.kernel, s.stride)
+        )(y)
         y = nn.relu6(self._bn("depthwise_bn", y))
         y = self._bn("project_bn", self._pointwise(s.out_ch, "project_conv")(y))
         if s.stride == 1 and s.in_ch == s.out_ch:
@@ -175,6 +180,7 @@ class EfficientNetLite(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     frozen_bn: Sequence[str] = ()
+    conv: ModuleDef = Conv  # every convolution; `nn.Conv` runs flax's (same variables)
 
     def _specs(self) -> list[BlockSpec]:
         width, depth, _, _ = LITE_VARIANTS[self.variant]
@@ -217,14 +223,14 @@ class EfficientNetLite(nn.Module):
             param_dtype=self.param_dtype,
         )
         conv = dict(
-            padding="VALID",
             use_bias=False,
             kernel_init=conv_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
         x = x.astype(self.dtype)
-        x = same_conv(x, nn.Conv(32, (3, 3), strides=(2, 2), name="stem_conv", **conv), 3, 2)
+        stem_padding = same_padding(x, 3, 2)
+        x = self.conv(32, (3, 3), strides=(2, 2), padding=stem_padding, name="stem_conv", **conv)(x)
         x = nn.relu6(batch_norm(self, "stem_bn", x, **bn))
         if rec.add("stem", x):
             return rec.outputs
@@ -238,17 +244,12 @@ class EfficientNetLite(nn.Module):
                 tuple(self.frozen_bn),
                 self.dtype,
                 self.param_dtype,
+                self.conv,
                 name=f"blocks_{i}",
             )(x)
             if rec.add(f"blocks.{i}", x):
                 return rec.outputs
-        x = PointwiseConv(
-            1280,
-            kernel_init=conv_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="head_conv",
-        )(x)
+        x = self.conv(1280, (1, 1), padding="VALID", name="head_conv", **conv)(x)
         x = nn.relu6(batch_norm(self, "head_bn", x, **bn))
         if rec.add("head", x):
             return rec.outputs

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from tljax.models.common import TapRecorder, batch_norm, max_pool_torch
-from tljax.models.pointwise import PointwiseConv
+from tljax.models.conv import Conv
 from tljax.models.registry import register
+from tljax.typing import ModuleDef
 
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming init
 
@@ -41,19 +42,11 @@ class ResidualBlock(nn.Module):
     frozen_bn: Sequence[str]
     dtype: Any
     param_dtype: Any
+    conv: ModuleDef = Conv
 
     def _conv(self, features, kernel, stride, name):
-        if kernel == 1:  # a matrix product on CPU (see tljax.models.pointwise)
-            return PointwiseConv(
-                features,
-                stride,
-                kernel_init=conv_init,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=name,
-            )
-        pad = kernel // 2
-        return nn.Conv(
+        pad = kernel // 2  # torchvision's symmetric padding (not 'SAME' on the stride-2 convs)
+        return self.conv(
             features,
             (kernel, kernel),
             strides=(stride, stride),
@@ -113,6 +106,7 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     frozen_bn: Sequence[str] = ()
+    conv: ModuleDef = Conv  # every convolution; `nn.Conv` runs flax's (same variables)
 
     def _blocks(self) -> list[tuple[str, str, int, int]]:
         """(module name, tap name, features, stride) of every residual block, in order."""
@@ -137,7 +131,7 @@ class ResNet(nn.Module):
 
     def stages(self) -> tuple[tuple[str, ...], ...]:
         counts, _ = RESNET_LAYERS[self.depth]
-        out = [("conv1", "bn1")]
+        out: list[tuple[str, ...]] = [("conv1", "bn1")]
         out += [
             tuple(f"layer{layer}_{i}" for i in range(n)) for layer, n in enumerate(counts, start=1)
         ]
@@ -161,7 +155,7 @@ class ResNet(nn.Module):
         rec = TapRecorder(taps, self.tap_names(), f"resnet{self.depth}")
         _, bottleneck = RESNET_LAYERS[self.depth]
         x = x.astype(self.dtype)
-        x = nn.Conv(
+        x = self.conv(
             64,
             (7, 7),
             strides=(2, 2),
@@ -194,6 +188,7 @@ class ResNet(nn.Module):
                 tuple(self.frozen_bn),
                 self.dtype,
                 self.param_dtype,
+                self.conv,
                 name=name,
             )(x)
             if rec.add(tap, x):

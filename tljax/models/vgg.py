@@ -44,13 +44,6 @@ class VGG(nn.Module):
     param_dtype: Any = jnp.float32
     frozen_bn: Sequence[str] = ()
 
-    def _conv_names(self) -> list[tuple[int, int, int]]:
-        return [
-            (stage + 1, index + 1, features)
-            for stage, widths in enumerate(VGG_STAGES[self.depth])
-            for index, features in enumerate(widths)
-        ]
-
     def tap_names(self) -> tuple[str, ...]:
         names: list[str] = []
         for stage, widths in enumerate(VGG_STAGES[self.depth], start=1):
