@@ -6,21 +6,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+# The RNG-key policy ("rbg" keys) is tljax.rng's; re-exported here for the trainer.
+from tljax.rng import RNG_IMPL, make_key, wrap_key
 from tljax.typing import PyTree
 
-# XLA:CPU compiles threefry-based random code very slowly (a ResNet-18 init: ~15 s vs ~4 s), so tljax
-# uses the "rbg" generator (XLA's RngBitGenerator): deterministic for a seed on a given backend.
-RNG_IMPL = "rbg"
-
-
-def make_key(seed: int) -> jax.Array:
-    """The typed PRNG key tljax uses for init and dropout."""
-    return jax.random.key(seed, impl=RNG_IMPL)
-
-
-def wrap_key(data: jax.Array) -> jax.Array:
-    """Typed key from the raw data stored in a TrainState."""
-    return jax.random.wrap_key_data(data, impl=RNG_IMPL)
+__all__ = ["RNG_IMPL", "TrainState", "make_key", "wrap_key"]
 
 
 @flax.struct.dataclass

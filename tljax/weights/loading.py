@@ -20,6 +20,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from tljax import models
 from tljax.fileio import atomic_write_json
+from tljax.rng import make_key
 from tljax.weights.porting import (
     WeightMismatchError,
     abstract_variables,
@@ -205,7 +206,7 @@ def strict_merge(
         )
     if any(skipped(k) for k in want):
         init = jax.jit(model.init)(
-            rng if rng is not None else jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)
+            rng if rng is not None else make_key(0), np.zeros((1, 64, 64, 3), np.float32)
         )
         init_flat = flatten_dict(dict(init), sep="/")
         got = {k: (init_flat[k] if skipped(k) else got[k]) for k in want}

@@ -24,6 +24,7 @@ from tljax.errors import UserError
 from tljax.models.efficientnet_lite import EfficientNetLite
 from tljax.models.resnet import RESNET_LAYERS, ResNet
 from tljax.models.vgg import VGG, VGG_STAGES
+from tljax.rng import make_key
 
 
 class WeightMismatchError(ValueError, UserError):
@@ -189,7 +190,7 @@ def _convertible(value: np.ndarray, kind: str) -> bool:
 def abstract_variables(model: nn.Module, image_size: int = 64) -> dict:
     """Shapes/dtypes of `model`'s variables, without allocating or computing anything."""
     x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    return jax.eval_shape(model.init, jax.random.key(0), x)
+    return jax.eval_shape(model.init, make_key(0), x)
 
 
 @dataclass
@@ -280,7 +281,7 @@ def port_state_dict(
 
     if report.skipped_targets:
         if init_variables is None:
-            key = rng if rng is not None else jax.random.key(0)
+            key = rng if rng is not None else make_key(0)
             init_variables = jax.jit(model.init)(key, jnp.zeros((1, 64, 64, 3), jnp.float32))
         init_flat = flatten_dict(dict(init_variables))
         for target in expected:
