@@ -11,13 +11,13 @@ the trainer stores in its checkpoint to resume at exactly the next batch.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 import grain
 import numpy as np
+from absl import logging
 from grain.experimental import ThreadPrefetchIterDataset
 
 from tljax.data import augment as augment_lib
@@ -28,8 +28,6 @@ from tljax.data import sources as sources_lib
 from tljax.data.config import SOURCES
 from tljax.data.report import SkipReport
 from tljax.errors import BadImageError, DataError
-
-log = logging.getLogger(__name__)
 
 
 def _derive_seed(seed: int, stream: int) -> int:
@@ -466,7 +464,7 @@ def build_datasets(data_config: Any, preprocessing: Any, *, seed: int) -> Datase
 
     datasets = Datasets(make("train"), make("val"), make("test"), raw.class_names, skipped)
     # Logged once, here; a warning when something was left out so it shows in a quiet log.
-    log.log(
+    logging.log(
         logging.WARNING if skipped.count else logging.INFO,
         "data %s: %d classes, train %d, val %s, test %s, %dx%d (resize %d); %s",
         data_config.source,

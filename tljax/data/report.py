@@ -7,10 +7,9 @@ it is guarded by a lock and deduplicated by path (an image that fails every epoc
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 
-log = logging.getLogger(__name__)
+from absl import logging
 
 # How many paths a report keeps (and prints); the count is always exact.
 MAX_EXAMPLES = 10
@@ -58,7 +57,9 @@ class SkipReport:
             if should_log:
                 self._runtime_logged += 1
         if should_log:
-            log.warning("skipped while decoding (counted, training goes on): %s: %s", path, reason)
+            logging.warning(
+                "skipped while decoding (counted, training goes on): %s: %s", path, reason
+            )
         return True
 
     def summary(self) -> str:

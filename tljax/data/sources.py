@@ -7,20 +7,18 @@ pipeline guards the call. Sources know nothing about splits, subsets or preproce
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
 from tljax.data import images as image_io
 from tljax.data.report import SkipReport
 from tljax.errors import BadImageError, DataError
-
-log = logging.getLogger(__name__)
 
 TRAIN_DIR_NAMES = ("train",)
 VAL_DIR_NAMES = ("val", "valid", "validation")
@@ -121,7 +119,7 @@ class TfdsSource:
     @property
     def labels(self) -> np.ndarray:
         if self._labels is None:
-            log.info("reading all %d labels of %s", len(self), self.name)
+            logging.info("reading all %d labels of %s", len(self), self.name)
             self._labels = np.asarray(
                 [int(self.data_source[i][self.label_key]) for i in range(len(self))], dtype=np.int32
             )
