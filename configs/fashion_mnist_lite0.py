@@ -19,7 +19,12 @@ More labels: `--config=configs/fashion_mnist_lite0.py:shots=all` (60,000 images,
 bigger inputs: `:size=64`.
 """
 
-from tljax.train.defaults import fashion_mnist_lite0_config
+import sys
+from pathlib import Path
+
+# Configs load by file path, not as a package: the shared experiment is found next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fashion_mnist_common import fashion_mnist_lite0_config  # noqa: E402
 
 
 def get_config(arg: str | None = None):

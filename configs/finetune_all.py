@@ -20,7 +20,12 @@ compilation and the test pass):
     (BN moving averages only, no precise BN, shots=10: 28.88%)
 """
 
-from tljax.train.defaults import fashion_mnist_lite0_config
+import sys
+from pathlib import Path
+
+# Configs load by file path, not as a package: the shared experiment is found next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fashion_mnist_common import fashion_mnist_lite0_config  # noqa: E402
 
 
 def get_config(arg: str | None = None):

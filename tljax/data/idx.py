@@ -18,7 +18,7 @@ import numpy as np
 from tljax.errors import DataError
 
 # IDX type code → big-endian numpy dtype.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

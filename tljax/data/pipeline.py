@@ -11,6 +11,7 @@ the trainer stores in its checkpoint to resume at exactly the next batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tljax.data import sources as sources_lib
 from tljax.data.config import SOURCES
 from tljax.data.report import SkipReport
 from tljax.errors import BadImageError, DataError
+from tljax.typing import Config
 
 
 def _derive_seed(seed: int, stream: int) -> int:
@@ -50,7 +52,7 @@ class Split:
         *,
         geometry: preprocess.Geometry,
         normalizer: preprocess.Normalizer,
-        augment_config: Any,
+        augment_config: Config,
         augment_by_default: bool,
         num_workers: int,
         prefetch_batches: int,
@@ -98,13 +100,17 @@ class Split:
             self._record_failure(position, index, error)
             return None
         config = self.augment_config
-        if augment and config.random_resized_crop:
-            pixels = preprocess.random_resized_crop(
-                image, self.geometry, rng, scale=tuple(config.scale), ratio=tuple(config.ratio)
-            )
-        else:
+        if not augment:
             pixels = preprocess.center_crop(image, self.geometry)
-        if augment:
+        elif rng is None:
+            raise ValueError(f"split {self.name!r}: augmenting an example needs a random generator")
+        else:
+            if config.random_resized_crop:
+                pixels = preprocess.random_resized_crop(
+                    image, self.geometry, rng, scale=tuple(config.scale), ratio=tuple(config.ratio)
+                )
+            else:
+                pixels = preprocess.center_crop(image, self.geometry)
             for op in self._example_ops:
                 pixels = op(pixels, rng)
         # `pixels` may be a strided view (a flip); batching copies it anyway.
@@ -274,7 +280,7 @@ def _all(source: sources_lib.Source) -> np.ndarray:
     return np.arange(len(source), dtype=np.int64)
 
 
-def _idx_raw(config: Any) -> _RawSplits:
+def _idx_raw(config: Config) -> _RawSplits:
     if config.source == "fashion_mnist":
         root, class_names = (
             config.root or idx_lib.FASHION_MNIST_DIR,
@@ -293,7 +299,7 @@ def _idx_raw(config: Any) -> _RawSplits:
     return _RawSplits(found, {k: _all(v) for k, v in found.items()}, class_names)
 
 
-def _folder_raw(config: Any, seed: int, skipped: SkipReport) -> _RawSplits:
+def _folder_raw(config: Config, seed: int, skipped: SkipReport) -> _RawSplits:
     if not config.root:
         raise DataError("data.source='image_folder' needs data.root (a folder of class folders)")
     root = Path(config.root).expanduser()
@@ -301,7 +307,8 @@ def _folder_raw(config: Any, seed: int, skipped: SkipReport) -> _RawSplits:
         raise DataError(f"data.root={root} is not a folder (it does not exist, or is a file)")
     # One `indexed` map (resolved path → indexed path) for every split: a file linked into two splits is
     # indexed in the first only (train, then val, then test) and reported for the others.
-    index = dict(
+    index = functools.partial(
+        sources_lib.index_class_folders,
         verify=bool(config.verify_images),
         num_workers=int(config.num_workers),
         skipped=skipped,
@@ -310,29 +317,23 @@ def _folder_raw(config: Any, seed: int, skipped: SkipReport) -> _RawSplits:
     split_dirs = sources_lib.detect_split_dirs(root)
     found: dict[str, sources_lib.Source] = {}
     if split_dirs is None:
-        paths, labels, class_names = sources_lib.index_class_folders(
-            root, class_names=None, **index
-        )
+        paths, labels, class_names = index(root, class_names=None)
         source = sources_lib.FileSource(paths, labels)
         test, train = subsets.take_fraction(
             labels, _all(source), float(config.test_fraction), seed, subsets.SALT_TEST
         )
         indices = {"train": train, "test": test} if len(test) else {"train": train}
         return _RawSplits({k: source for k in indices}, indices, class_names)
-    paths, labels, class_names = sources_lib.index_class_folders(
-        split_dirs["train"], class_names=None, **index
-    )
+    paths, labels, class_names = index(split_dirs["train"], class_names=None)
     found["train"] = sources_lib.FileSource(paths, labels)
     for split in ("val", "test"):
         if split in split_dirs:
-            paths, labels, _ = sources_lib.index_class_folders(
-                split_dirs[split], class_names=class_names, **index
-            )
+            paths, labels, _ = index(split_dirs[split], class_names=class_names)
             found[split] = sources_lib.FileSource(paths, labels)
     return _RawSplits(found, {k: _all(v) for k, v in found.items()}, class_names)
 
 
-def _tfds_raw(config: Any) -> _RawSplits:
+def _tfds_raw(config: Config) -> _RawSplits:
     if not config.name:
         raise DataError("data.source='tfds' needs data.name (e.g. 'cifar10')")
     found: dict[str, sources_lib.Source] = {}
@@ -351,7 +352,7 @@ def _tfds_raw(config: Any) -> _RawSplits:
     return _RawSplits(found, {k: _all(v) for k, v in found.items()}, class_names)
 
 
-def _carve(raw: _RawSplits, config: Any, seed: int) -> None:
+def _carve(raw: _RawSplits, config: Config, seed: int) -> None:
     """Validation from train when missing, then few-shot train and per-class subsampling, in place.
 
     Validation is carved before the few-shot pick so that the validation set does not depend on N.
@@ -413,7 +414,7 @@ def _carve(raw: _RawSplits, config: Any, seed: int) -> None:
         )
 
 
-def build_datasets(data_config: Any, preprocessing: Any, *, seed: int) -> Datasets:
+def build_datasets(data_config: Config, preprocessing: Any, *, seed: int) -> Datasets:
     """Build train/val/test splits from `data_config` (see `default_data_config`) for given weights.
 
     `preprocessing` is the weights' `tljax.weights.Preprocessing` (any object with `mean, std` in 0..255
@@ -462,7 +463,10 @@ def build_datasets(data_config: Any, preprocessing: Any, *, seed: int) -> Datase
             skipped=skipped,
         )
 
-    datasets = Datasets(make("train"), make("val"), make("test"), raw.class_names, skipped)
+    train = make("train")
+    if train is None:  # every source yields a train split; this guards the type, not user input
+        raise ValueError(f"data source {data_config.source!r} produced no train split")
+    datasets = Datasets(train, make("val"), make("test"), raw.class_names, skipped)
     # Logged once, here; a warning when something was left out so it shows in a quiet log.
     logging.log(
         logging.WARNING if skipped.count else logging.INFO,

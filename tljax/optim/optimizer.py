@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from tljax.optim.param_groups import FROZEN, Assignment, ParamGroup
-from tljax.typing import PyTree
+from tljax.typing import Config, PyTree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +37,7 @@ class OptimConfig:
     grad_clip: float = 0.0  # global-norm clip over the trainable gradients; 0 disables
 
     @classmethod
-    def from_config(cls, config: Any) -> OptimConfig:
+    def from_config(cls, config: Config) -> OptimConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         return cls(**{k: v for k, v in values.items() if k in fields})

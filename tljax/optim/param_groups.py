@@ -197,19 +197,21 @@ def assign_groups(params: PyTree, rules: Iterable[Sequence[Any]] | Sequence[Rule
     before training rather than silently doing something else. `params` may hold arrays or
     `jax.ShapeDtypeStruct`s (from `jax.eval_shape`).
     """
-    rules = tuple(rules)
-    if not rules or not isinstance(rules[0], Rule):
-        rules = parse_rules(rules)
+    given: tuple[Any, ...] = tuple(rules)  # parsed `Rule`s, or (regex, group) pairs to parse
+    parsed = given if given and all(isinstance(r, Rule) for r in given) else parse_rules(given)
     flat = flat_paths(params)
-    matched = first_match(flat, [rule.pattern for rule in rules])
-    groups, rule_of, sizes, unmatched = {}, {}, {}, []
+    matched = first_match(flat, [rule.pattern for rule in parsed])
+    groups: dict[str, ParamGroup] = {}
+    rule_of: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    unmatched: list[str] = []
     for path, leaf in flat.items():
         sizes[path] = int(np.prod(leaf.shape))
         index = matched[path]
         if index is None:
             unmatched.append(path)
         else:
-            groups[path], rule_of[path] = rules[index].group, index
+            groups[path], rule_of[path] = parsed[index].group, index
     if unmatched:
         shown = ", ".join(unmatched[:20]) + (
             f", … ({len(unmatched)} in all)" if len(unmatched) > 20 else ""
@@ -218,7 +220,7 @@ def assign_groups(params: PyTree, rules: Iterable[Sequence[Any]] | Sequence[Rule
             f"{len(unmatched)} parameter(s) match no rule: {shown}. Every parameter must match a rule; "
             "add a catch-all such as ('.*', 'frozen') or ('.*', {}) at the end of the list."
         )
-    return Assignment(rules, groups, rule_of, sizes)
+    return Assignment(parsed, groups, rule_of, sizes)
 
 
 def split_params(params: PyTree, trainable: Iterable[str]) -> tuple[PyTree, PyTree]:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from tljax.typing import Config
+
 ExampleOp = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 BatchOp = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 ExampleOpFactory = Callable[[Any], ExampleOp]
@@ -53,7 +55,7 @@ def register_batch_op(name: str) -> Callable[[BatchOpFactory], BatchOpFactory]:
     return decorator
 
 
-def _build(names: Any, registry: dict[str, Any], kind: str, augment_config: Any) -> list[Any]:
+def _build(names: Any, registry: dict[str, Any], kind: str, augment_config: Config) -> list[Any]:
     ops = []
     for name in tuple(names or ()):
         if name not in registry:
@@ -62,18 +64,18 @@ def _build(names: Any, registry: dict[str, Any], kind: str, augment_config: Any)
     return ops
 
 
-def build_example_ops(augment_config: Any) -> list[ExampleOp]:
+def build_example_ops(augment_config: Config) -> list[ExampleOp]:
     """The example ops named in `augment_config.example_ops`, in order."""
     return _build(augment_config.example_ops, EXAMPLE_OPS, "example", augment_config)
 
 
-def build_batch_ops(augment_config: Any) -> list[BatchOp]:
+def build_batch_ops(augment_config: Config) -> list[BatchOp]:
     """The batch ops named in `augment_config.batch_ops`, in order."""
     return _build(augment_config.batch_ops, BATCH_OPS, "batch", augment_config)
 
 
 @register_example_op("hflip")
-def horizontal_flip(augment_config: Any) -> ExampleOp:
+def horizontal_flip(augment_config: Config) -> ExampleOp:
     """Mirror left-right with probability `augment_config.hflip_prob`."""
     probability = float(augment_config.hflip_prob)
 
