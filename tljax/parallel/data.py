@@ -30,7 +30,7 @@ def shard_for_process(
     process_index: int,
     process_count: int,
     *,
-    pad: Callable[[], dict[str, np.ndarray]] | None = None,
+    pad: Callable[[], dict[str, Any]] | None = None,  # an element: arrays and numpy scalars
 ) -> grain.MapDataset:
     """The elements of `elements` (the global stream) that process `process_index` reads, in order.
 
