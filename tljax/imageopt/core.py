@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -118,7 +118,9 @@ def _signature(tree: PyTree) -> tuple:
 
 def _default_platform() -> str:
     """The platform uncommitted computations run on: `jax.default_device`'s, else the default backend."""
-    device = jax.config.jax_default_device
+    device = cast(
+        Any, jax.config
+    ).jax_default_device  # `jax.default_device`'s; not in jax's type stubs
     if device is None:
         return jax.default_backend()
     return device if isinstance(device, str) else device.platform
