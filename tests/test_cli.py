@@ -12,6 +12,12 @@ def test_describe_known_and_unknown_errors():
     )
     full = OSError(errno.ENOSPC, "No space left on device", "/w/ckpt")
     assert "no space left" in cli.describe(full) and "/w/ckpt" in cli.describe(full)
+    assert cli.describe(FileNotFoundError("data.root /d is not a folder")) == (
+        "data.root /d is not a folder"
+    )
+    assert cli.describe(FileNotFoundError(errno.ENOENT, "No such file", "/a.png")) == (
+        "no such file or directory (/a.png)"
+    )
     assert cli.describe(KeyError("x")) is None  # a bug keeps its traceback
 
 

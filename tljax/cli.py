@@ -50,6 +50,8 @@ def _describe_one(error: BaseException) -> str | None:
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"permission denied{where}: choose a writable location or fix its permissions"
         if isinstance(error, FileNotFoundError):
+            if error.filename is None and error.args and not isinstance(error.args[0], int):
+                return _one_line(str(error))  # raised with a message of its own: keep it
             return f"no such file or directory{where}"
     return None
 
