@@ -79,15 +79,27 @@ def test_steps_zero_needs_epochs():
     assert "train.steps=0 and train.epochs=0" in problem
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.py")), ids=lambda p: p.name)
-def test_shipped_training_configs_are_valid(path):
+def _load_config(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
-    if "recipe" not in config:
-        return  # style / dream configs: not training configs (checked by their own tools)
-    assert validate.config_problems(config) == []
+    return module.get_config()
+
+
+# The training configs (style / dream / visualisation configs have no recipe and their own checks).
+TRAINING_CONFIGS = [
+    path for path in sorted((REPO / "configs").glob("*.py")) if "recipe" in _load_config(path)
+]
+
+
+def test_the_shipped_training_configs_are_found():
+    names = {path.name for path in TRAINING_CONFIGS}
+    assert {"finetune_top.py", "linear_probe.py", "scratch.py", "transfer.py"} <= names
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: p.name)
+def test_shipped_training_configs_are_valid(path):
+    assert validate.config_problems(_load_config(path)) == []
 
 
 def test_rule_that_matches_nothing_is_warned_by_name(data_root):

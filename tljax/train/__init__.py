@@ -1,6 +1,9 @@
 """Training: state, jitted steps, the resumable loop, checkpoints, writers, plots and the linear probe.
 
-Entry point: `train_and_evaluate(config, workdir)` (what `python -m tljax.main` calls).
+Entry point: `train_and_evaluate(config, workdir)` (what `python -m tljax.main` calls). Before any work
+it validates the config (`tljax.train.validate`) and locks and checks the workdir
+(`tljax.train.workdir`: `WorkdirLock`, `read_config_record`, `is_finished`, `read_results`, also used by
+the sweep engine).
 """
 
 from tljax.train.checkpoints import Checkpointer
