@@ -70,6 +70,20 @@ def test_every_problem_is_named_in_one_line():
     ]
 
 
+def test_a_negative_group_learning_rate_or_decay_is_refused():
+    config = fixtures.tiny_config(Path("/nonexistent"))
+    with config.unlocked():
+        config.optim.param_rules = (
+            ("classifier/.*", {"lr_mult": -1.0}),
+            ("block1/.*", "weight_decay=-0.1"),
+            (".*", "frozen"),
+        )
+    assert validate.config_problems(config) == [
+        "optim.param_rules[0] lr_mult=-1: must be a number >= 0",
+        "optim.param_rules[1] weight_decay=-0.1: must be a number >= 0",
+    ]
+
+
 def test_steps_zero_needs_epochs():
     config = fixtures.tiny_config(Path("/nonexistent"), steps=0)
     assert validate.config_problems(config) == []  # 0 steps = derive them from train.epochs
@@ -80,15 +94,18 @@ def test_steps_zero_needs_epochs():
 
 
 def _load_config(path: Path):
+    """`get_config()` of a config file; None for a helper module that has none."""
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config() if hasattr(module, "get_config") else None
 
 
 # The training configs (style / dream / visualisation configs have no recipe and their own checks).
 TRAINING_CONFIGS = [
-    path for path in sorted((REPO / "configs").glob("*.py")) if "recipe" in _load_config(path)
+    path
+    for path in sorted((REPO / "configs").glob("*.py"))
+    if "recipe" in (_load_config(path) or {})
 ]
 
 

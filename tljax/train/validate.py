@@ -206,6 +206,27 @@ def config_problems(config: Any) -> list[str]:
                 re.compile(pattern)
             except re.error as error:
                 problems.append(f"{key}[{index}]: invalid regex {pattern!r} ({error})")
+            if key == "optim.param_rules":
+                problems += _group_problems(f"{key}[{index}]", rule[1])
+    return problems
+
+
+def _group_problems(where: str, spec: Any) -> list[str]:
+    """A parameter group's own numbers: lr_mult >= 0 (0 trains nothing; "frozen" is the clear way to
+    say so) and weight_decay >= 0; a negative one would ascend the loss or grow the weights."""
+    from tljax.optim.param_groups import parse_group
+
+    try:
+        group = parse_group(spec)
+    except (TypeError, ValueError) as error:
+        return [f"{where}: {error}"]
+    problems = []
+    if not (math.isfinite(group.lr_mult) and group.lr_mult >= 0):
+        problems.append(f"{where} lr_mult={group.lr_mult:g}: must be a number >= 0")
+    if group.weight_decay is not None and not (
+        math.isfinite(group.weight_decay) and group.weight_decay >= 0
+    ):
+        problems.append(f"{where} weight_decay={group.weight_decay:g}: must be a number >= 0")
     return problems
 
 
