@@ -118,3 +118,12 @@ def test_bad_config_flags_are_one_line(tmp_path, args, line):
     assert result.stderr.strip().splitlines()[-1].startswith(line), result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_empty_workdir_is_one_line_exit_2_not_the_current_directory(tmp_path):
+    config = f"--config={REPO}/configs/feature_extractor.py"
+    result = _tool("tljax.main", config, "--workdir=", cwd=tmp_path)
+    assert result.returncode == errors.EXIT_USER_ERROR, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --workdir is empty")
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+    assert "Traceback" not in result.stderr

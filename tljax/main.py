@@ -63,10 +63,16 @@ def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     config = _load_config()
+    workdir = _WORKDIR.value
+    if not workdir:  # required by absl, but `--workdir=` would otherwise mean the current directory
+        raise errors.ConfigError(
+            "--workdir is empty: name the directory for checkpoints, metrics and figures (the same "
+            "--workdir again resumes)"
+        )
     logging.info("config:\n%s", config)
     try:
         results = train_and_evaluate(
-            config, _WORKDIR.value, resume_with_changes=_RESUME_WITH_CHANGES.value
+            config, workdir, resume_with_changes=_RESUME_WITH_CHANGES.value
         )
     except NonFiniteLossError as error:
         logging.error("%s", error)

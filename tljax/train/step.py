@@ -12,8 +12,9 @@ exactly once, and a test asserts it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -101,7 +102,8 @@ def make_train_step(
         trainable_updates, _ = split_params(updates, trainable_paths)
         # Frozen leaves are taken from the input, not from p + 0 (which would turn -0.0 into +0.0).
         params = merge_params(optax.apply_updates(trainable, trainable_updates), frozen)
-        new_state = state.replace(
+        new_state = dataclasses.replace(  # flax.struct dataclasses are dataclasses
+            state,
             step=state.step + 1,
             params=params,
             batch_stats=updated.get("batch_stats", state.batch_stats),
@@ -130,7 +132,8 @@ def make_eval_step(
     """
 
     def eval_step(variables: PyTree, images: jax.Array, labels: jax.Array, mask: jax.Array):
-        logits = model.apply(variables, images, train=False)
+        # Without `mutable`, apply returns the output alone (flax types it as output-or-(output, vars)).
+        logits = cast(jax.Array, model.apply(variables, images, train=False))
         losses = cross_entropy(logits, labels)
         predictions = jnp.argmax(logits, -1)
         mask = mask.astype(jnp.float32)
