@@ -213,17 +213,12 @@ def test_6000x4000_tiles_when_the_estimate_leaves_no_room(tiny):
     13.6 for Lite0), the real peak did not (15 GB). Planned from shapes only, nothing at 6000×4000 runs."""
     model, variables, _ = tiny
     hw = (4000, 6000)
-    common = dict(objectives=("c3",), octaves=1, tile_size=512, tile_overlap=8)
-    untiled = dream.plan_tiling(
-        model,
-        variables,
-        hw,
-        preprocessing=Pre,
-        options=dream.DreamOptions(**common, tiling="never"),
-        memory_budget=2**50,
+    auto = dream.DreamOptions(objectives=("c3",), octaves=1, tile_size=512, tile_overlap=8)
+    # With room to spare the untiled step is kept; its estimate counts at least the image.
+    roomy = dream.plan_tiling(
+        model, variables, hw, preprocessing=Pre, options=auto, memory_budget=2**50
     )
-    assert not untiled.tiled and untiled.chunk_bytes > 6000 * 4000 * 3 * 4  # at least the image
-    auto = dream.DreamOptions(**common, tiling="auto")
+    assert not roomy.tiled and roomy.chunk_bytes > 6000 * 4000 * 3 * 4
     # Fits by XLA's count, but not with the room `untiled_memory_fraction` (0.5) asks for: tiled.
     tight = dream.plan_tiling(
         model,
@@ -231,15 +226,6 @@ def test_6000x4000_tiles_when_the_estimate_leaves_no_room(tiny):
         hw,
         preprocessing=Pre,
         options=auto,
-        memory_budget=int(1.2 * untiled.chunk_bytes),
+        memory_budget=int(1.2 * roomy.chunk_bytes),
     )
-    assert tight.tiled and tight.chunk_bytes < untiled.chunk_bytes
-    roomy = dream.plan_tiling(
-        model,
-        variables,
-        hw,
-        preprocessing=Pre,
-        options=auto,
-        memory_budget=int(2.5 * untiled.chunk_bytes),
-    )
-    assert not roomy.tiled
+    assert tight.tiled and tight.chunk_bytes < roomy.chunk_bytes
