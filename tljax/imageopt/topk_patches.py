@@ -33,6 +33,7 @@ from tljax.imageopt import render
 from tljax.imageopt.images import resize_image
 from tljax.imageopt.inputs import iterate_images
 from tljax.imageopt.objective import MeanStd, check_taps, make_taps_fn
+from tljax.imageopt.options import keyword_defaults, tool_config
 from tljax.imageopt.receptive_field import ReceptiveField, receptive_fields
 from tljax.typing import Config
 
@@ -352,34 +353,26 @@ def render_layers(
 # Config form (`python -m tljax.visualize`, configs/top9_*.py)
 
 
+# `scan_top_activations` arguments that are not run options (objects; the size is `input_size`).
+_NOT_OPTIONS = ("preprocessing", "input_hw")
+
+
 def default_config() -> Config:
-    """The top-9 run config.
+    """The top-9 run config: I/O keys plus `scan_top_activations`' keyword arguments.
 
     `technique="top9"` (what `python -m tljax.visualize` dispatches on), `model`, `weights`, `taps` (one
     figure row block each), `channels` (a tuple; channels past a tap's width are dropped for that tap),
     `data` ("photos": foolbox's 20 ImageNet photos plus the scikit-image / scikit-learn / matplotlib
     sample photos, each also as four quadrant crops; "foolbox"; "fashion_mnist", tljax.data's test split;
-    a folder; or comma-separated files), `input_size`, `k`, `batch_size`, `max_images` (0 = all),
-    `seed`, `out` (also writes `<out stem>_<tap><suffix>` per layer). `configs/top9_lite0.py` is the
-    README's run.
+    a folder; or comma-separated files), `input_size` (the square network input), `seed`, `out` (also
+    writes `<out stem>_<tap><suffix>` per layer); then every keyword argument of `scan_top_activations`
+    with its default (`k`, `batch_size`, `max_images`), taken from its signature so an option is defined
+    once there. `configs/top9_lite0.py` is the README's run.
     """
-    import ml_collections
-
-    config = ml_collections.ConfigDict()
-    config.technique = "top9"
-    config.model = "efficientnet_lite0"
-    config.weights = "default"
-    config.taps = ("blocks.0", "blocks.2", "blocks.4", "blocks.6", "blocks.8")
-    config.channels = tuple(range(8))
-    config.data = "photos"
-    config.input_size = 224
-    config.k = 9
-    config.batch_size = 16
-    config.max_images = 0
-    config.seed = 0
-    config.out = "top9.png"
-    config.lock()
-    return config
+    io = dict(technique="top9", model="efficientnet_lite0", weights="default")
+    io.update(taps=("blocks.0", "blocks.2", "blocks.4", "blocks.6", "blocks.8"))
+    io.update(channels=tuple(range(8)), data="photos", input_size=224, seed=0, out="top9.png")
+    return tool_config(io, keyword_defaults(scan_top_activations, exclude=_NOT_OPTIONS))
 
 
 def run_from_config(config: Config) -> dict[str, Any]:
@@ -418,16 +411,9 @@ def run_from_config(config: Config) -> dict[str, Any]:
                 f"none of channels {list(config.channels)} exist in tap {tap!r} ({width} channels)"
             )
         selections[tap] = chosen
+    options = {name: config[name] for name in keyword_defaults(scan_top_activations, _NOT_OPTIONS)}
     scan = scan_top_activations(
-        model,
-        variables,
-        data,
-        selections,
-        input_hw=hw,
-        preprocessing=preprocessing,
-        k=config.k,
-        batch_size=config.batch_size,
-        max_images=config.max_images,
+        model, variables, data, selections, input_hw=hw, preprocessing=preprocessing, **options
     )
     fields = receptive_fields(model, taps, hw)
     figures, stacked = render_layers(scan, fields)
