@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -170,6 +170,14 @@ def _walk(jaxpr, in_deps: Sequence[_Dep | None]) -> list[_Dep | None]:
     return [read(v) for v in jaxpr.outvars]
 
 
+def _first(deps: Sequence[_Dep | None], name: str) -> _Dep:
+    """The dependence of operand 0, for rules whose other operands must not depend on the image."""
+    dep = deps[0]
+    if dep is None:
+        raise NotImplementedError(f"{name}: only its first operand may depend on the input image")
+    return dep
+
+
 def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
     """Receptive-field transfer rule of one equation whose inputs depend on the image."""
     name = eqn.primitive.name
@@ -191,9 +199,9 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
         return [_union_deps([d for d, _ in live], out_shape, [s for _, s in live])]
 
     if name == "conv_general_dilated":
-        lhs, rhs = deps
-        if rhs is not None:
+        if deps[1] is not None:
             raise NotImplementedError("convolution whose kernel depends on the input image")
+        lhs = _first(deps, name)
         dn = params["dimension_numbers"]
         lhs_spec, rhs_spec, out_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
         if any(d != 1 for d in params["lhs_dilation"]) or params.get("batch_group_count", 1) != 1:
@@ -219,7 +227,7 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
 
     if name in _WINDOWS:
         n_operands = len(eqn.outvars)
-        outs = []
+        outs: list[_Dep | None] = []
         for dep in deps[:n_operands]:
             if dep is None:
                 outs.append(None)
@@ -243,7 +251,7 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
         return outs
 
     if name == "pad":
-        dep = deps[0]
+        dep = _first(deps, name)
         if deps[1] is not None:
             raise NotImplementedError("pad value depends on the input image")
         axes = {}
@@ -255,7 +263,7 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
         return [_Dep(axes, dep.global_axes)]
 
     if name == "slice":
-        dep = deps[0]
+        dep = _first(deps, name)
         strides = params["strides"] or (1,) * len(out_shape)
         axes = {
             a: (
@@ -269,9 +277,10 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
         return [_Dep(axes, dep.global_axes)]
 
     if name == "split":
-        dep = deps[0]
+        dep = _first(deps, name)
         axis = params["axis"]
-        outs, start = [], 0
+        outs = []
+        start = 0
         for size in params["sizes"]:
             axes = {
                 a: (k, AxisMap(m.size, m.jump, m.offset + (start * m.jump if a == axis else 0)))
@@ -282,13 +291,13 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
         return outs
 
     if name == "transpose":
-        dep = deps[0]
+        dep = _first(deps, name)
         perm = list(params["permutation"])
         axes = {perm.index(a): km for a, km in dep.axes.items()}
         return [_Dep(axes, dep.global_axes)]
 
     if name == "broadcast_in_dim":
-        dep = deps[0]
+        dep = _first(deps, name)
         dims = params["broadcast_dimensions"]
         axes, global_axes = {}, set(dep.global_axes)
         for a, (k, m) in dep.axes.items():
@@ -299,10 +308,10 @@ def _apply_eqn(eqn, deps: list[_Dep | None]) -> list[_Dep | None]:
         return [_Dep(axes, frozenset(global_axes))]
 
     if name in ("reshape", "squeeze", "expand_dims"):
-        return [_reshape(deps[0], in_shapes[0], out_shape)]
+        return [_reshape(_first(deps, name), in_shapes[0], out_shape)]
 
     if name in _REDUCTIONS:
-        return [_reduce(deps[0], params["axes"], len(in_shapes[0]))]
+        return [_reduce(_first(deps, name), params["axes"], len(in_shapes[0]))]
 
     if name == "concatenate":
         dim = params["dimension"]
@@ -498,7 +507,7 @@ def receptive_fields(
     )
 
     def fn(x, vs):
-        return dict(model.apply(vs, x, train=False, taps=taps))
+        return dict(cast(Mapping[str, jax.Array], model.apply(vs, x, train=False, taps=taps)))
 
     return trace_receptive_fields(fn, shape, abstract)
 
