@@ -186,7 +186,7 @@ def open_image(
                 image.draft("RGB" if image.mode != "L" else "L", (side, side))
             image.load()
             if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-                image = ImageOps.exif_transpose(image)
+                return to_gray_or_rgb(ImageOps.exif_transpose(image), alpha=alpha)
             return to_gray_or_rgb(image, alpha=alpha)
     except BadImageError:
         raise  # already names the file and the reason

@@ -44,7 +44,13 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
         width = (
             head.shape[1] if head is not None and head.ndim == 4 else None
         )  # last block's channels
-        by_shape = {(16, 320): 0, (23, 320): 1, (23, 352): 2, (26, 384): 3, (30, 448): 4}
+        by_shape: dict[tuple[int, int | None], int] = {
+            (16, 320): 0,
+            (23, 320): 1,
+            (23, 352): 2,
+            (26, 384): 3,
+            (30, 448): 4,
+        }
         variant = by_shape.get((len(blocks), width))
         if variant is None:
             raise WeightMismatchError(
@@ -64,13 +70,14 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
             len({k.split(".")[1] for k in keys if k.startswith(f"layer{i}.")}) for i in range(1, 5)
         )
         bottleneck = "layer1.0.conv3.weight" in keys
-        depth = {
+        depths: dict[tuple[tuple[int, ...], bool], int] = {
             ((2, 2, 2, 2), False): 18,
             ((3, 4, 6, 3), False): 34,
             ((3, 4, 6, 3), True): 50,
             ((3, 4, 23, 3), True): 101,
             ((3, 8, 36, 3), True): 152,
-        }.get((counts, bottleneck))
+        }
+        depth = depths.get((counts, bottleneck))
         if depth is None:
             raise WeightMismatchError(
                 f"unrecognised ResNet layout: blocks per layer {counts}, bottleneck={bottleneck}"
