@@ -71,6 +71,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     config.augment.hflip_prob = 0.5
     config.augment.example_ops = ("hflip",)
     config.augment.batch_ops = ()
+    # The JSON of a searched policy (tljax.data.trainable_policy), read by the "searched_policy" op.
+    config.augment.policy_file = ""
 
     config.lock()
     return config

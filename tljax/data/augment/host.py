@@ -83,3 +83,7 @@ def horizontal_flip(augment_config: Config) -> ExampleOp:
         return image[:, ::-1] if rng.random() < probability else image
 
     return op
+
+
+# Registers "searched_policy" (the trainable Faster AutoAugment policy, applied from its saved JSON).
+from tljax.data import trainable_policy as _trainable_policy  # noqa: E402, F401
