@@ -178,10 +178,10 @@ class _Classifier:
         params = {"w": jnp.zeros((dim, self.num_classes)), "b": jnp.zeros(self.num_classes)}
         l2 = 1.0 / (self.config.C * n)
         tx = optax.adam(self.config.optax_lr)
-        x, y = jnp.asarray(x), jnp.asarray(labels)
+        xs, y = jnp.asarray(x), jnp.asarray(labels)
 
         def loss_fn(p):
-            logits = x @ p["w"] + p["b"]
+            logits = xs @ p["w"] + p["b"]
             return optax.softmax_cross_entropy_with_integer_labels(
                 logits, y
             ).mean() + 0.5 * l2 * jnp.sum(p["w"] ** 2)
@@ -258,13 +258,14 @@ def run_linear_probe(config: Any, workdir: Path) -> dict[str, Any]:
             split = getattr(datasets, name)
             if split is None:
                 continue
-            features, split_labels = cached_features(
+            split_features, split_labels = cached_features(
                 resolution_config, model, variables, split, taps, cache_dir
             )
-            per_split.setdefault(name, []).append(features)
+            per_split.setdefault(name, []).append(split_features)
             if name in labels and not np.array_equal(labels[name], split_labels):
                 raise RuntimeError(f"{name} examples differ between resolutions (decode failures?)")
             labels[name] = split_labels
+    assert datasets is not None  # `resolutions` always holds at least the config's image size
     features = {name: np.concatenate(parts, axis=1) for name, parts in per_split.items()}
     extraction_seconds = time.perf_counter() - started
     logging.info("probe features: %s", {k: v.shape for k, v in features.items()})
