@@ -64,7 +64,7 @@ class WeightFileNotFoundError(FileNotFoundError, UserError):
         super().__init__(errno.ENOENT, f"no such file: {path}{hint}", os.fspath(path))
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or super().__str__()
 
 
 # The legacy format starts with this pickled int (torch.serialization.MAGIC_NUMBER).
@@ -251,10 +251,14 @@ def _refusal(module: str, name: str) -> UnsafePickleError:
     )
 
 
+# Pickle opcodes by their one-character code (pickletools' public table).
+_OPCODES = {op.code: op for op in pickletools.opcodes}
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler resolving only tensor-rebuild globals; storages come through persistent_load."""
 
-    def __init__(self, file: io.BufferedIOBase, persistent_load_fn=None):
+    def __init__(self, file: BinaryIO, persistent_load_fn=None):
         super().__init__(file, encoding="utf-8")
         self._persistent_load_fn = persistent_load_fn
 
@@ -323,7 +327,7 @@ def _check_pickle_sizes(stream: BinaryIO, end: int, what: str) -> int:
                 raise refuse(f"the pickle is longer than {_MAX_PICKLE_BYTES} bytes")
             raise refuse("the pickle ends before its STOP opcode (truncated)")
         code = stream.read(1)
-        op = pickletools.code2op.get(code.decode("latin-1"))
+        op = _OPCODES.get(code.decode("latin-1"))
         if op is None:
             raise refuse(f"unknown pickle opcode {code!r} at offset {position - start}")
         arg = op.arg
@@ -597,13 +601,13 @@ def _read_zip_pth(path: Path) -> Any:
             for tensor in tensors:
                 key = tensor.storage.key
                 if key not in raw:
-                    record = f"{prefix}data/{key}"
-                    if record not in names:
-                        raise _corrupt(path, f"missing storage record '{record}'")
+                    record_name = f"{prefix}data/{key}"
+                    if record_name not in names:
+                        raise _corrupt(path, f"missing storage record '{record_name}'")
                     _check_storage_record(
-                        path, archive.getinfo(record), tensor.storage, archive_size
+                        path, archive.getinfo(record_name), tensor.storage, archive_size
                     )
-                    raw[key] = archive.read(record)
+                    raw[key] = archive.read(record_name)
                 arrays[id(tensor)] = _materialise(tensor, raw[key], byteorder)
         except (UnsafePickleError, WeightFileError):
             raise
