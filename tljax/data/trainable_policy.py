@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 from tljax import fileio
-from tljax.data import augment as augment_lib
+from tljax.data.augment import host as augment_lib  # the registry (the package imports this module)
 
 FORMAT = "tljax.trainable_policy/1"
 TEMPERATURE = 0.05  # the paper's, for both the op selection and the Bernoulli gates
