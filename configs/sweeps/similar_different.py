@@ -4,7 +4,7 @@ Target: Fashion-MNIST half B (class_seed 0: T-shirt/top, Pullover, Dress, Bag, A
 its 5,000 test images. Recipes scratch, linear_probe, feature_extractor, finetune_top, finetune_all at
 10, 100, 1,000 labelled images per class and all 6,000, from
   * a **different** source (phase `different`): EfficientNet-Lite0 with its real ImageNet weights,
-    32 px, the recipes' own settings (`tljax.train.defaults.fashion_mnist_lite0_config`);
+    32 px, the recipes' own settings (`configs/fashion_mnist_common.py`);
   * a **similar** source (phase `similar`): the CaffeNet-like baseA of §4a (phase `source`: half A,
     the settings of `configs/transfer.py` scale cpu, seed 0 — the same run as the 4a sweep's
     `base-r0/half=A,seed=0`), 28 px, AdamW 1e-3, batch 64.
@@ -25,6 +25,7 @@ steps, 40 test images per class.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ from tljax.experiments.transfer_figures import (
     data_size_series,
     plot_data_size,
 )
-from tljax.train.defaults import fashion_mnist_lite0_config
+
+# Configs load by file path, not as a package: the shared Lite0 experiment sits in configs/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fashion_mnist_common import fashion_mnist_lite0_config  # noqa: E402
 
 PER_CLASS_ALL = 6000
 # label: (images per class, training steps)
