@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import flax.linen as nn
 import jax
@@ -159,8 +159,12 @@ def _select(acts: Array, channels: Array, objective: Objective) -> Array:
 
 
 def _num_channels(model: nn.Module, variables: Any, tap: str, hw: tuple[int, int]) -> int:
+    def tap_output(v: Any, x: jax.Array) -> jax.Array:
+        outputs = cast(dict[str, jax.Array], model.apply(v, x, train=False, taps=(tap,)))
+        return outputs[tap]
+
     shape = jax.eval_shape(
-        lambda v, x: model.apply(v, x, train=False, taps=(tap,))[tap],
+        tap_output,
         variables,
         jax.ShapeDtypeStruct((1, hw[0], hw[1], 3), jnp.float32),
     ).shape
@@ -343,7 +347,9 @@ def default_config() -> Config:
     `decay_power`, `seed`, `chunk_size`), taken from its signature so an option is defined once there.
     `configs/featvis_lite0.py` is the CLI's default.
     """
-    io = dict(technique="featvis", model="efficientnet_lite0", weights="default", tap="blocks.10")
+    io: dict[str, Any] = dict(
+        technique="featvis", model="efficientnet_lite0", weights="default", tap="blocks.10"
+    )
     io.update(
         channels=tuple(range(8)), transforms=True, compare_with_photos=True, out="featvis.png"
     )

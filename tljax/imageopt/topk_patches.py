@@ -151,8 +151,10 @@ def scan_top_activations(
             raise ValueError(
                 f"tap {tap!r} has shape {tuple(shape)}; top-k patches need a [B, H, W, C] map"
             )
-        chosen = selections[tap]
-        chosen = np.arange(shape[-1]) if chosen is None else np.asarray([int(c) for c in chosen])
+        selected = selections[tap]
+        chosen = (
+            np.arange(shape[-1]) if selected is None else np.asarray([int(c) for c in selected])
+        )
         bad = [int(c) for c in chosen if not 0 <= c < shape[-1]]
         if bad:
             raise ValueError(
@@ -241,14 +243,14 @@ def scan_top_activations(
     ) in taps:  # request order (jit returns dicts with sorted keys: blocks.10 before blocks.2)
         values, idx, pos = state[tap]
         w = shapes[tap].shape[2]
-        pos = np.asarray(pos)
+        flat_positions = np.asarray(pos)
         tops[tap] = TopActivations(
             tap=tap,
             channels=channels[tap],
             values=np.asarray(values),
             image_index=np.asarray(idx),
-            y=pos // w,
-            x=pos % w,
+            y=flat_positions // w,
+            x=flat_positions % w,
             map_hw=(int(shapes[tap].shape[1]), int(w)),
         )
     return TopKScan(tops, originals, input_hw, count, trace_count, skipped)
@@ -369,7 +371,7 @@ def default_config() -> Config:
     with its default (`k`, `batch_size`, `max_images`), taken from its signature so an option is defined
     once there. `configs/top9_lite0.py` is the README's run.
     """
-    io = dict(technique="top9", model="efficientnet_lite0", weights="default")
+    io: dict[str, Any] = dict(technique="top9", model="efficientnet_lite0", weights="default")
     io.update(taps=("blocks.0", "blocks.2", "blocks.4", "blocks.6", "blocks.8"))
     io.update(channels=tuple(range(8)), data="photos", input_size=224, seed=0, out="top9.png")
     return tool_config(io, keyword_defaults(scan_top_activations, exclude=_NOT_OPTIONS))
