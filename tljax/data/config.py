@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from tljax.data.augment import randaugment
+
 SOURCES = ("fashion_mnist", "mnist", "image_folder", "tfds")
 
 
@@ -35,6 +37,13 @@ def default_data_config() -> ml_collections.ConfigDict:
         run-time skips are counted in one shared report). prefetch_batches: batches buffered ahead.
       verify_images: PIL header check of every file at index time (bad files are counted up front).
       augment: training augmentation (see tljax.data.augment); enabled=False trains on centre crops.
+        example_ops run per example in the input pipeline (host); batch_ops names host batch ops and the
+        on-device "mixup"/"cutmix" (settings in augment.mix, timm's names; label smoothing is
+        optim.label_smoothing, folded into the soft targets); image_ops names on-device families run per
+        example in the train step, in order: "randaugment" (augment.randaugment: num_ops N, magnitude M
+        on the /10 scale, magnitude_std, prob, ops) and "augmix" (augment.augmix: width, depth <= 0 for
+        random 1..3, severity, alpha, all_ops, jsd: clean + 2 views with the Jensen-Shannon loss at
+        jsd_weight).
     """
     config = ml_collections.ConfigDict()
     config.source = "fashion_mnist"
@@ -73,6 +82,27 @@ def default_data_config() -> ml_collections.ConfigDict:
     config.augment.batch_ops = ()
     # The JSON of a searched policy (tljax.data.trainable_policy), read by the "searched_policy" op.
     config.augment.policy_file = ""
+    config.augment.image_ops = ()
+    config.augment.mix = ml_collections.ConfigDict()
+    config.augment.mix.mixup_alpha = 0.8
+    config.augment.mix.cutmix_alpha = 1.0
+    config.augment.mix.prob = 1.0
+    config.augment.mix.switch_prob = 0.5
+    config.augment.mix.mode = "batch"
+    config.augment.randaugment = ml_collections.ConfigDict()
+    config.augment.randaugment.num_ops = 2
+    config.augment.randaugment.magnitude = 9.0
+    config.augment.randaugment.magnitude_std = 0.5
+    config.augment.randaugment.prob = 0.5
+    config.augment.randaugment.ops = randaugment.STANDARD_OPS
+    config.augment.augmix = ml_collections.ConfigDict()
+    config.augment.augmix.width = 3
+    config.augment.augmix.depth = -1
+    config.augment.augmix.severity = 3.0
+    config.augment.augmix.alpha = 1.0
+    config.augment.augmix.all_ops = False
+    config.augment.augmix.jsd = True
+    config.augment.augmix.jsd_weight = 12.0
 
     config.lock()
     return config

@@ -9,7 +9,7 @@
 - `device`: the config → one jit-able `augment(batch, key) -> batch` the train step calls.
 """
 
-from tljax.data.augment import ops
+from tljax.data.augment import augmix, device, mix, ops, randaugment
 from tljax.data.augment.host import (
     BATCH_OPS,
     EXAMPLE_OPS,
@@ -27,10 +27,14 @@ __all__ = [
     "EXAMPLE_OPS",
     "BatchOp",
     "ExampleOp",
+    "augmix",
     "build_batch_ops",
     "build_example_ops",
+    "device",
     "horizontal_flip",
+    "mix",
     "ops",
+    "randaugment",
     "register_batch_op",
     "register_example_op",
 ]

@@ -69,9 +69,14 @@ def build_example_ops(augment_config: Config) -> list[ExampleOp]:
     return _build(augment_config.example_ops, EXAMPLE_OPS, "example", augment_config)
 
 
+# Batch ops that run on device in the train step (`tljax.data.augment.device`), not in the pipeline.
+DEVICE_BATCH_OPS = ("mixup", "cutmix")
+
+
 def build_batch_ops(augment_config: Config) -> list[BatchOp]:
-    """The batch ops named in `augment_config.batch_ops`, in order."""
-    return _build(augment_config.batch_ops, BATCH_OPS, "batch", augment_config)
+    """The host batch ops named in `augment_config.batch_ops`, in order (the device ones are skipped)."""
+    names = [name for name in tuple(augment_config.batch_ops or ()) if name not in DEVICE_BATCH_OPS]
+    return _build(names, BATCH_OPS, "batch", augment_config)
 
 
 @register_example_op("hflip")

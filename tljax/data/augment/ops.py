@@ -25,6 +25,7 @@ op is tested against (PIL `ImageOps`/`ImageEnhance`) and its tolerance are in `t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import dm_pix
@@ -79,41 +80,70 @@ def _warp(image: jax.Array, a, b, c, d, e, f) -> jax.Array:
     return jnp.clip(warped, 0.0, 1.0)
 
 
-def rotate(image: jax.Array, magnitude: jax.Array | float, key: jax.Array) -> jax.Array:
-    """Rotate about the centre by ±30°·m, counter-clockwise for +, as PIL's `Image.rotate`."""
+Affine = tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]
+
+
+def _affine(*coefficients) -> Affine:
+    return tuple(jnp.asarray(v, jnp.float32) for v in coefficients)  # type: ignore[return-value]
+
+
+def rotate_affine(shape: tuple[int, ...], magnitude: jax.Array | float, key: jax.Array) -> Affine:
+    """PIL's inverse map (a, b, c, d, e, f) for a rotation about the centre by ±30°·m (+: counter-clockwise)."""
     angle = jnp.deg2rad(_signed(30.0 * magnitude, key))
-    height, width = image.shape[0], image.shape[1]
-    cx, cy = width / 2.0, height / 2.0
+    cx, cy = shape[1] / 2.0, shape[0] / 2.0
     cos, sin = jnp.cos(angle), jnp.sin(angle)
-    # PIL's inverse map for a counter-clockwise rotation about (cx, cy).
     a, b, d, e = cos, -sin, sin, cos
-    c = cx - a * cx - b * cy
-    f = cy - d * cx - e * cy
-    return _warp(image, a, b, c, d, e, f)
+    return _affine(a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy)
 
 
-def shear_x(image: jax.Array, magnitude: jax.Array | float, key: jax.Array) -> jax.Array:
+def shear_x_affine(shape: tuple[int, ...], magnitude: jax.Array | float, key: jax.Array) -> Affine:
     """Horizontal shear by ±0.3·m (timm `shear_x`: input x = x + s·y)."""
-    s = _signed(0.3 * magnitude, key)
-    return _warp(image, 1.0, s, 0.0, 0.0, 1.0, 0.0)
+    return _affine(1.0, _signed(0.3 * magnitude, key), 0.0, 0.0, 1.0, 0.0)
 
 
-def shear_y(image: jax.Array, magnitude: jax.Array | float, key: jax.Array) -> jax.Array:
+def shear_y_affine(shape: tuple[int, ...], magnitude: jax.Array | float, key: jax.Array) -> Affine:
     """Vertical shear by ±0.3·m (timm `shear_y`: input y = s·x + y)."""
-    s = _signed(0.3 * magnitude, key)
-    return _warp(image, 1.0, 0.0, 0.0, s, 1.0, 0.0)
+    return _affine(1.0, 0.0, 0.0, _signed(0.3 * magnitude, key), 1.0, 0.0)
 
 
-def translate_x(image: jax.Array, magnitude: jax.Array | float, key: jax.Array) -> jax.Array:
+def translate_x_affine(
+    shape: tuple[int, ...], magnitude: jax.Array | float, key: jax.Array
+) -> Affine:
     """Shift horizontally by ±0.45·m of the width (timm `translate_x_rel`)."""
-    pixels = _signed(0.45 * magnitude, key) * image.shape[1]
-    return _warp(image, 1.0, 0.0, pixels, 0.0, 1.0, 0.0)
+    return _affine(1.0, 0.0, _signed(0.45 * magnitude, key) * shape[1], 0.0, 1.0, 0.0)
 
 
-def translate_y(image: jax.Array, magnitude: jax.Array | float, key: jax.Array) -> jax.Array:
+def translate_y_affine(
+    shape: tuple[int, ...], magnitude: jax.Array | float, key: jax.Array
+) -> Affine:
     """Shift vertically by ±0.45·m of the height (timm `translate_y_rel`)."""
-    pixels = _signed(0.45 * magnitude, key) * image.shape[0]
-    return _warp(image, 1.0, 0.0, 0.0, 0.0, 1.0, pixels)
+    return _affine(1.0, 0.0, 0.0, 0.0, 1.0, _signed(0.45 * magnitude, key) * shape[0])
+
+
+AFFINES = {
+    "rotate": rotate_affine,
+    "shear_x": shear_x_affine,
+    "shear_y": shear_y_affine,
+    "translate_x": translate_x_affine,
+    "translate_y": translate_y_affine,
+}
+"""The geometric ops as their PIL affine coefficients, so a switch over ops warps once."""
+
+
+def _warp_op(name: str) -> Op:
+    def op(image: jax.Array, magnitude: jax.Array | float, key: jax.Array) -> jax.Array:
+        return _warp(image, *AFFINES[name](image.shape, magnitude, key))
+
+    op.__name__ = name
+    op.__doc__ = f"{AFFINES[name].__doc__} Bilinear, grey fill (dm-pix `affine_transform`)."
+    return op
+
+
+rotate = _warp_op("rotate")
+shear_x = _warp_op("shear_x")
+shear_y = _warp_op("shear_y")
+translate_x = _warp_op("translate_x")
+translate_y = _warp_op("translate_y")
 
 
 # -- colour: PIL ImageEnhance blends ------------------------------------------------------------------
@@ -267,9 +297,26 @@ MAGNITUDE_FREE_OPS = ("identity", "autocontrast", "equalize", "invert", "hflip")
 
 
 def apply_op(index: jax.Array, names: tuple[str, ...], image, magnitude, key) -> jax.Array:
-    """`OPS[names[index]](image, magnitude, key)` with a traced `index` (one `lax.switch`, all compiled)."""
-    branches = [OPS[name] for name in names]
-    return jax.lax.switch(index, branches, image, jnp.asarray(magnitude, jnp.float32), key)
+    """`OPS[names[index]](image, magnitude, key)` with a traced `index`, all ops compiled once.
+
+    The geometric ops share one warp: a switch picks the affine coefficients (identity for the others)
+    and another the pixel op (identity for the geometric ones). Under `vmap` a switch computes every
+    branch, so this costs one warp per call instead of one per geometric op.
+    """
+    magnitude = jnp.asarray(magnitude, jnp.float32)
+    pixel_ops = [identity if name in AFFINES else OPS[name] for name in names]
+    out = jax.lax.switch(index, pixel_ops, image, magnitude, key)
+    geometric = [name in AFFINES for name in names]
+    if not any(geometric):
+        return out
+
+    def no_warp(shape, magnitude, key) -> Affine:
+        return _affine(1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+    affines = [functools.partial(AFFINES.get(name, no_warp), image.shape) for name in names]
+    coefficients = jax.lax.switch(index, affines, magnitude, key)
+    warped = _warp(image, *coefficients)
+    return jnp.where(jnp.asarray(geometric)[index], warped, out)
 
 
 def check_op_names(names: tuple[str, ...] | list[str], where: str) -> tuple[str, ...]:
