@@ -26,7 +26,7 @@ from tljax import adapt, cli, fileio
 from tljax.data import corruptions
 from tljax.data import preprocess as preprocess_lib
 from tljax.errors import UserError
-from tljax.typing import PyTree
+from tljax.typing import Config, PyTree
 
 ADAPTATIONS = ("none", "adabn", "tent")
 
@@ -118,7 +118,7 @@ def evaluate_robustness(
     return results
 
 
-def test_pixels(config: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+def test_pixels(config: Config) -> tuple[np.ndarray, np.ndarray, Any]:
     """The test split of a run's data config as RGB 0..255 `[N, S, S, 3]` (centre crops at the network's
     input size, index order), its labels, and the preprocessing it is normalised with."""
     from tljax.train import setup

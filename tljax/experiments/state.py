@@ -18,6 +18,7 @@ from typing import Any
 
 from tljax import errors, fileio
 from tljax.train import workdir as run_workdir
+from tljax.typing import Config
 
 DONE, FAILED, PENDING = "done", "failed", "pending"
 LOG_NAME = "sweep.log"
@@ -67,7 +68,7 @@ def record_exit(workdir: Path, exit_code: int, seconds: float) -> None:
     )
 
 
-def config_differences(config: Any, workdir: Path) -> list[str]:
+def config_differences(config: Config, workdir: Path) -> list[str]:
     """The keys whose values differ between `config` and the config record of the run in `workdir`
     (`tljax.train.workdir`); empty for a new workdir."""
     recorded = run_workdir.read_config_record(workdir)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.data.preprocess import MeanStd
-from tljax.typing import PyTree
+from tljax.typing import Config, PyTree
 
 __all__ = ["default_preprocessing", "from_config", "load_backbone"]
 
@@ -64,7 +64,7 @@ def load_backbone(
     return headless, weights.load(source, headless), preprocessing
 
 
-def from_config(config: Any) -> tuple[nn.Module, PyTree, MeanStd]:
+def from_config(config: Config) -> tuple[nn.Module, PyTree, MeanStd]:
     """`load_backbone` for a tool's run config: its `model`, `weights`, `dtype` and `seed` keys."""
     return load_backbone(
         config.model,

@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding
 from tljax.errors import ConfigError
 from tljax.parallel import mesh as mesh_lib
 from tljax.parallel.data import DeviceFeeder
-from tljax.typing import PyTree
+from tljax.typing import Config, PyTree
 
 
 def _allgather_json(value: Any) -> list[Any]:
@@ -44,7 +44,7 @@ class Placement:
     prefetch: int = 2
 
     @classmethod
-    def from_config(cls, config: Any) -> Placement:
+    def from_config(cls, config: Config) -> Placement:
         """From `config.parallel` (`mesh`, `rules`, `prefetch`); defaults when the config has none."""
         section = config.get("parallel") if hasattr(config, "get") else None
         axes = tuple(section.mesh) if section is not None else mesh_lib.DEFAULT_MESH

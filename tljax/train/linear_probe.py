@@ -28,6 +28,7 @@ from tljax import fileio, parallel
 from tljax.train import plots, setup
 from tljax.train import workdir as workdir_lib
 from tljax.train.writers import MetricWriter, NullWriter
+from tljax.typing import Config
 
 
 def _pool(x: jax.Array) -> jax.Array:
@@ -36,7 +37,7 @@ def _pool(x: jax.Array) -> jax.Array:
     return x.mean(axis=(1, 2)) if x.ndim == 4 else x.reshape(x.shape[0], -1)
 
 
-def _split_key(config: Any, split, taps: tuple[str, ...]) -> str:
+def _split_key(config: Config, split, taps: tuple[str, ...]) -> str:
     """Cache key: what the features of this split depend on, and nothing else (not the few-shot N of
     another split), so e.g. the 10,000 test features are shared by the 10- and 100-shot probes."""
     content = {
@@ -139,7 +140,7 @@ def cached_features(
 class _Classifier:
     """A fitted linear classifier: `predict(features) -> labels`, `log_loss(features, labels)`."""
 
-    def __init__(self, config: Any, num_classes: int):
+    def __init__(self, config: Config, num_classes: int):
         self.config, self.num_classes = config, num_classes
         self.mean = self.scale = None
 
@@ -234,7 +235,7 @@ class _Classifier:
         )
 
 
-def run_linear_probe(config: Any, workdir: Path) -> dict[str, Any]:
+def run_linear_probe(config: Config, workdir: Path) -> dict[str, Any]:
     """The `linear_probe` recipe: features (cached) → linear classifier → accuracies and figures."""
     started = time.perf_counter()
     taps = tuple(config.probe.taps)

@@ -38,7 +38,7 @@ from tljax.train.checkpoints import Checkpointer
 from tljax.train.state import TrainState
 from tljax.train.step import make_eval_step, make_train_step
 from tljax.train.writers import MetricWriter, NullWriter, Progress
-from tljax.typing import PyTree
+from tljax.typing import Config, PyTree
 from tljax.weights.runs import save_final_variables
 
 
@@ -98,7 +98,7 @@ def _all_finite(tree: PyTree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _non_finite_message(what: str, step: int, checkpointer: Checkpointer, config: Any) -> str:
+def _non_finite_message(what: str, step: int, checkpointer: Checkpointer, config: Config) -> str:
     last = checkpointer.latest_step()
     kept = (
         f"the last good checkpoint (step {last}) is intact"
@@ -241,7 +241,7 @@ def _flush_train_metrics(
 
 
 def train_and_evaluate(
-    config: Any, workdir: str | Path, *, resume_with_changes: Iterable[str] = ()
+    config: Config, workdir: str | Path, *, resume_with_changes: Iterable[str] = ()
 ) -> dict[str, Any]:
     """Trains (or resumes) the configured recipe in `workdir` and returns the final metrics.
 
@@ -282,7 +282,7 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(
-    config: Any, workdir: Path, stop: _StopSignals, placement: parallel.Placement
+    config: Config, workdir: Path, stop: _StopSignals, placement: parallel.Placement
 ) -> dict[str, Any]:
     """The training recipes' run, once the workdir is locked and its config checked."""
     started = time.perf_counter()
@@ -618,7 +618,7 @@ def _best_from_metrics(workdir: Path, up_to_step: int) -> dict[str, Any] | None:
     return best
 
 
-def _warn_unused_rules(config: Any, groups: setup.Groups) -> list[str]:
+def _warn_unused_rules(config: Config, groups: setup.Groups) -> list[str]:
     """Logs a warning naming each `optim.param_rules` / `bn.rules` regex that matches nothing."""
     found = []
     param_paths = list(groups.assignment.groups)

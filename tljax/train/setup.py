@@ -19,7 +19,7 @@ from tljax import data as data_lib
 from tljax import models, optim
 from tljax.errors import ConfigError
 from tljax.train.state import make_key
-from tljax.typing import PyTree
+from tljax.typing import Config, PyTree
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -30,7 +30,7 @@ def compute_dtype(name: str) -> Any:
     return DTYPES[name]
 
 
-def resolve_preprocessing(config: Any) -> Any:
+def resolve_preprocessing(config: Config) -> Any:
     """The input normalisation and sizes: those of `weights.preprocessing`, else of `weights.name`.
 
     A scratch run (no weights) still needs one, so it sees exactly the inputs of the transfer run it is
@@ -58,7 +58,7 @@ def resolve_preprocessing(config: Any) -> Any:
         ) from error
 
 
-def build_data(config: Any) -> data_lib.Datasets:
+def build_data(config: Config) -> data_lib.Datasets:
     """`tljax.data.build_datasets` with the weights' preprocessing; logs sizes and skipped files."""
     datasets = data_lib.build_datasets(config.data, resolve_preprocessing(config), seed=config.seed)
     sizes = ", ".join(
@@ -83,7 +83,7 @@ def image_size(datasets: data_lib.Datasets) -> int:
 
 
 def build_model(
-    config: Any, num_classes: int, *, include_top: bool = True, frozen_bn=()
+    config: Config, num_classes: int, *, include_top: bool = True, frozen_bn=()
 ) -> nn.Module:
     return models.get(
         config.model.name,
@@ -95,7 +95,7 @@ def build_model(
     )
 
 
-def init_variables(config: Any, model: nn.Module, size: int) -> PyTree:
+def init_variables(config: Config, model: nn.Module, size: int) -> PyTree:
     """Pretrained backbone + freshly initialised skipped layers (the head), or a random init (scratch)."""
     rng = make_key(config.seed)
     if config.recipe == "transfer":
@@ -148,7 +148,7 @@ class Groups:
         return optim.frozen_bn_field(self.bn_decisions)
 
 
-def param_rules(config: Any, model: nn.Module) -> list[tuple[str, Any]]:
+def param_rules(config: Config, model: nn.Module) -> list[tuple[str, Any]]:
     """`optim.param_rules` if given, else the recipe's rules for this model's stages."""
     if config.optim.param_rules:
         return [tuple(rule) for rule in config.optim.param_rules]
@@ -165,7 +165,7 @@ def param_rules(config: Any, model: nn.Module) -> list[tuple[str, Any]]:
     )
 
 
-def build_groups(config: Any, model: nn.Module, variables: PyTree) -> Groups:
+def build_groups(config: Config, model: nn.Module, variables: PyTree) -> Groups:
     """Matches the rules, resolves the BN policy, logs both tables."""
     assignment = optim.assign_groups(variables["params"], param_rules(config, model))
     logging.info("parameter groups (%s):\n%s", config.recipe, assignment.table())

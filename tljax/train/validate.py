@@ -19,6 +19,7 @@ from typing import Any
 from tljax.errors import ConfigError
 from tljax.optim.recipes import RECIPES as TRAINING_RECIPES
 from tljax.optim.recipes import TRANSFER_MODES
+from tljax.typing import Config
 
 RECIPES = (*TRAINING_RECIPES, "linear_probe")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -169,7 +170,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def _get(config: Any, dotted: str) -> Any:
+def _get(config: Config, dotted: str) -> Any:
     node = config
     for part in dotted.split("."):
         try:
@@ -179,7 +180,7 @@ def _get(config: Any, dotted: str) -> Any:
     return node
 
 
-def config_problems(config: Any) -> list[str]:
+def config_problems(config: Config) -> list[str]:
     """Every out-of-range key of `config` as `"key=value: must be <range>"` (empty when valid)."""
     problems = []
     for key, (check, valid) in RULES.items():
@@ -230,7 +231,7 @@ def _group_problems(where: str, spec: Any) -> list[str]:
     return problems
 
 
-def _class_problems(config: Any) -> list[str]:
+def _class_problems(config: Config) -> list[str]:
     """`data.classes` checked against the dataset's class names where they are known without reading
     any data (the IDX datasets), and its form everywhere (`half:A`/`half:B`, not empty)."""
     from tljax.data.classes import HALF_PREFIX, resolve_classes
@@ -254,7 +255,7 @@ def _class_problems(config: Any) -> list[str]:
     return []
 
 
-def validate_config(config: Any) -> None:
+def validate_config(config: Config) -> None:
     """Raises one `ConfigError` line naming every bad key, its value and its valid range."""
     problems = config_problems(config)
     if problems:

@@ -45,6 +45,7 @@ from absl import logging
 
 from tljax import fileio
 from tljax.errors import ConfigError, WorkdirError
+from tljax.typing import Config
 
 LOCK_NAME = ".tljax.lock"
 EXCLUSIVE_LOCK_NAME = ".tljax.lock.excl"  # the fallback where flock is not supported
@@ -246,7 +247,7 @@ def check_writable(directory: str | os.PathLike[str], *, flag: str = "--workdir"
     return directory
 
 
-def config_record(config: Any) -> dict[str, Any]:
+def config_record(config: Config) -> dict[str, Any]:
     """`config` as the plain JSON values that `config.json` holds (tuples become lists)."""
     if hasattr(config, "to_json_best_effort"):
         return json.loads(config.to_json_best_effort())
@@ -316,7 +317,7 @@ def _short(value: Any) -> str:
 
 
 def record_config(
-    workdir: str | os.PathLike[str], config: Any, resume_with_changes: Iterable[str] = ()
+    workdir: str | os.PathLike[str], config: Config, resume_with_changes: Iterable[str] = ()
 ) -> dict[str, tuple[Any, Any]]:
     """Records `config` in a new workdir, or checks it against the recorded one; returns the changes.
 
