@@ -29,6 +29,8 @@ ARCHITECTURES = [
     "efficientnet_lite2",
     "caffenet",
     "caffenet_wide",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
 ]
 
 

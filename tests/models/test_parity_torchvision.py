@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 import torch
 
 import tljax.models as models
-from tests.models.torch_oracle import relative_error, resnet_taps, torchvision_model, vgg_taps
+from tests.models.torch_oracle import (
+    features_taps,
+    relative_error,
+    resnet_taps,
+    torchvision_model,
+    vgg_taps,
+)
 from tljax.weights.porting import port_state_dict
 
 TOLERANCE = 1e-5  # max |ours - torch| / max |torch|, per tap
@@ -21,19 +28,25 @@ def _inputs(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((2, 3, height, width)).astype(np.float32)
 
 
-def _check_all_taps(name: str, reference_taps, torch_model, size) -> None:
-    flax_model = models.get(name)
-    variables, _ = port_state_dict(
-        {k: v.numpy() for k, v in torch_model.state_dict().items()}, flax_model
-    )
+def _check_all_taps(name: str, reference_taps, torch_model, size, ported=None) -> None:
+    """`ported`: (flax model, variables, jitted apply) reused across sizes; built here when None."""
+    flax_model, variables, apply = ported or _port(name, torch_model)
     x = _inputs(*size)
     reference = reference_taps(torch_model, torch.from_numpy(x))
     names = models.tap_names(flax_model)
     assert set(reference) == set(names), set(reference) ^ set(names)
-    ours = flax_model.apply(variables, x.transpose(0, 2, 3, 1), taps=names)
+    ours = apply(variables, x.transpose(0, 2, 3, 1), taps=names)
     errors = {tap: relative_error(ours[tap], reference[tap]) for tap in names}
     worst = max(errors, key=errors.get)
     assert errors[worst] <= TOLERANCE, f"{name} {size}: tap {worst} off by {errors[worst]:.2e}"
+
+
+def _port(name: str, torch_model):
+    flax_model = models.get(name)
+    variables, _ = port_state_dict(
+        {k: v.numpy() for k, v in torch_model.state_dict().items()}, flax_model
+    )
+    return flax_model, variables, flax_model.apply
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -48,3 +61,22 @@ def test_vgg_matches_torchvision(name, size):
 @pytest.mark.parametrize("name", RESNET)
 def test_resnet_matches_torchvision(name, size):
     _check_all_taps(name, resnet_taps, torchvision_model(name), size)
+
+
+MOBILENET = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
+
+
+@pytest.fixture(scope="module", params=MOBILENET)
+def mobilenet(request):
+    """One torchvision model and its port per architecture, shared by both sizes; the apply is jitted
+    (one compile per size beats op-by-op dispatch through ~150 layers)."""
+    torch_model = torchvision_model(request.param)
+    flax_model, variables, _ = _port(request.param, torch_model)
+    apply = jax.jit(flax_model.apply, static_argnames=("taps",))
+    return request.param, torch_model, (flax_model, variables, apply)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_mobilenet_matches_torchvision(mobilenet, size):
+    name, torch_model, ported = mobilenet
+    _check_all_taps(name, features_taps, torch_model, size, ported)

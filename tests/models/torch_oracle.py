@@ -111,3 +111,19 @@ def relative_error(ours, reference) -> float:
     ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
     assert ours.shape == reference.shape, (ours.shape, reference.shape)
     return float(np.max(np.abs(ours - reference)) / max(np.max(np.abs(reference)), 1e-30))
+
+
+@torch.no_grad()
+def features_taps(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Taps of a torchvision model built as `features` (nn.Sequential) → GAP → `classifier`
+    (MobileNet V2/V3): `features.{i}` after every entry, `pool`, `logits`."""
+    taps: dict[str, torch.Tensor] = {}
+    handles = [
+        m.register_forward_hook(_capture(taps, f"features.{i}"))
+        for i, m in enumerate(model.features)
+    ]
+    taps["logits"] = model(x)
+    for h in handles:
+        h.remove()
+    taps["pool"] = taps[f"features.{len(model.features) - 1}"].mean(dim=(2, 3))
+    return {k: to_nhwc(v) for k, v in taps.items()}

@@ -106,6 +106,9 @@ def test_backbone_without_top_loads_from_a_full_file_and_names_the_dropped_head(
         ("resnet50", "resnet50"),
         ("vgg11_bn", "vgg11_bn"),
         ("vgg13", "vgg13"),
+        ("mobilenet_v2", "mobilenet_v2"),
+        ("mobilenet_v3_large", "mobilenet_v3_large"),
+        ("mobilenet_v3_small", "mobilenet_v3_small"),
     ],
 )
 def test_architecture_is_inferred_from_the_file(name, expected):

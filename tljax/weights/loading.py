@@ -57,6 +57,14 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
                 f"unrecognised EfficientNet-Lite layout: {len(blocks)} blocks, head in {width}"
             )
         return f"efficientnet_lite{variant}"
+    if "features.0.0.weight" in keys:  # torchvision MobileNet: Conv2dNormActivation stem
+        residuals = len({k.split(".")[1] for k in keys if k.startswith("features.")}) - 2
+        if "features.1.conv.0.0.weight" in keys and residuals == 17:
+            return "mobilenet_v2"
+        by_count = {15: "mobilenet_v3_large", 11: "mobilenet_v3_small"}
+        if "features.1.block.0.0.weight" in keys and residuals in by_count:
+            return by_count[residuals]
+        raise WeightMismatchError(f"unrecognised MobileNet layout: {residuals} inverted residuals")
     if "features.0.weight" in keys:
         convs = [
             k
@@ -90,7 +98,14 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
 
 
 def num_classes_in(state_dict: dict[str, np.ndarray]) -> int | None:
-    for key in ("fc.bias", "classifier.6.bias", "_fc.bias"):
+    # VGG's classifier.6 before MobileNetV3's classifier.3 (VGG's fc7 is also classifier.3).
+    for key in (
+        "fc.bias",
+        "classifier.6.bias",
+        "_fc.bias",
+        "classifier.3.bias",
+        "classifier.1.bias",
+    ):
         if key in state_dict:
             return int(state_dict[key].shape[0])
     return None

@@ -22,6 +22,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from tljax.errors import UserError
 from tljax.models.efficientnet_lite import EfficientNetLite
+from tljax.models.mobilenet import MobileNet
 from tljax.models.resnet import RESNET_LAYERS, ResNet
 from tljax.models.vgg import VGG, VGG_STAGES
 from tljax.rng import make_key
@@ -127,10 +128,54 @@ def efficientnet_lite_table(model: EfficientNetLite) -> list[Entry]:
     return table
 
 
+def mobilenet_table(model: MobileNet) -> list[Entry]:
+    """torchvision `features.{i}` (`Conv2dNormActivation` = `.0` conv, `.1` BN), `classifier.{1 | 0, 3}`.
+
+    V2 blocks are `features.i.conv.{0,1,2,3}` (expand conv-BN, depthwise conv-BN, project conv, BN; no
+    expand: `conv.{0,1,2}`); V3 blocks are `features.i.block.{j}` with the SE layer's `fc1`/`fc2` as
+    one entry between the depthwise and the project conv-BN.
+    """
+    specs = model._specs()
+    table = _conv("features.0.0", "stem_conv") + _bn("features.0.1", "stem_bn")
+    for i, spec in enumerate(specs, start=1):
+        dst, j = f"features_{i}", 0
+        src = f"features.{i}.conv" if model.version == "v2" else f"features.{i}.block"
+        if model._expands(spec):
+            table += _conv(f"{src}.{j}.0", f"{dst}/expand_conv") + _bn(
+                f"{src}.{j}.1", f"{dst}/expand_bn"
+            )
+            j += 1
+        table += _conv(f"{src}.{j}.0", f"{dst}/depthwise_conv")
+        table += _bn(f"{src}.{j}.1", f"{dst}/depthwise_bn")
+        j += 1
+        if spec.use_se:
+            table += _conv(f"{src}.{j}.fc1", f"{dst}/se_fc1", bias=True)
+            table += _conv(f"{src}.{j}.fc2", f"{dst}/se_fc2", bias=True)
+            j += 1
+        if model.version == "v2":  # torchvision's V2 project conv and BN are separate entries
+            table += _conv(f"{src}.{j}", f"{dst}/project_conv") + _bn(
+                f"{src}.{j + 1}", f"{dst}/project_bn"
+            )
+        else:
+            table += _conv(f"{src}.{j}.0", f"{dst}/project_conv")
+            table += _bn(f"{src}.{j}.1", f"{dst}/project_bn")
+    head = f"features.{len(specs) + 1}"
+    table += _conv(f"{head}.0", "head_conv") + _bn(f"{head}.1", "head_bn")
+    if model.include_top:
+        if model.version == "v2":
+            table += _dense("classifier.1", "classifier")
+        else:
+            table += _dense("classifier.0", "classifier_hidden") + _dense(
+                "classifier.3", "classifier"
+            )
+    return table
+
+
 _TABLES: list[tuple[type, Callable[..., list[Entry]]]] = [
     (VGG, vgg_table),
     (ResNet, resnet_table),
     (EfficientNetLite, efficientnet_lite_table),
+    (MobileNet, mobilenet_table),
 ]
 
 # Bookkeeping tensors that carry no weights.

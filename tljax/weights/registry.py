@@ -99,6 +99,29 @@ _TORCHVISION = [
     ("resnet101.v2", "resnet101", "resnet101-cd907fc2.pth", 81.886, TORCHVISION_V2),
     ("resnet152", "resnet152", "resnet152-394f9c45.pth", 78.312, TORCHVISION_V1),
     ("resnet152.v2", "resnet152", "resnet152-f82ba261.pth", 82.284, TORCHVISION_V2),
+    ("mobilenet_v2", "mobilenet_v2", "mobilenet_v2-b0353104.pth", 71.878, TORCHVISION_V1),
+    ("mobilenet_v2.v2", "mobilenet_v2", "mobilenet_v2-7ebf99e0.pth", 72.154, TORCHVISION_V2),
+    (
+        "mobilenet_v3_large",
+        "mobilenet_v3_large",
+        "mobilenet_v3_large-8738ca79.pth",
+        74.042,
+        TORCHVISION_V1,
+    ),
+    (
+        "mobilenet_v3_large.v2",
+        "mobilenet_v3_large",
+        "mobilenet_v3_large-5c1a4163.pth",
+        75.274,
+        TORCHVISION_V2,
+    ),
+    (
+        "mobilenet_v3_small",
+        "mobilenet_v3_small",
+        "mobilenet_v3_small-047dcff4.pth",
+        67.668,
+        TORCHVISION_V1,
+    ),
 ]
 
 
