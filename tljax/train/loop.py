@@ -32,6 +32,7 @@ import numpy as np
 from absl import logging
 
 from tljax import optim, parallel
+from tljax.data.augment import device as device_augment
 from tljax.train import plots, setup, validate
 from tljax.train import workdir as workdir_lib
 from tljax.train.checkpoints import Checkpointer
@@ -355,6 +356,12 @@ def _train_and_evaluate(
         label_smoothing=config.optim.label_smoothing,
         state_sharding=state_sharding,
         batch_sharding=placement.batch,
+        augment=device_augment.from_config(
+            config.data.augment,
+            setup.resolve_preprocessing(config),
+            datasets.num_classes,
+            config.optim.label_smoothing,
+        ),
     )
     eval_step = make_eval_step(model, state_sharding.variables(), placement.batch)
     train_iter = datasets.train.iterator(

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from tljax.data.augment.augmix import jsd_consistency
+from tljax.data.augment.device import DeviceAugment
 from tljax.optim import merge_params, split_params
 from tljax.train.state import TrainState, wrap_key
 from tljax.typing import PyTree
@@ -63,6 +65,7 @@ def make_train_step(
     label_smoothing: float = 0.0,
     state_sharding: PyTree | None = None,
     batch_sharding: Any | None = None,
+    augment: DeviceAugment | None = None,
 ) -> CountedJit:
     """`step(state, batch) -> (state, metrics)`, jitted, donating the old state's buffers.
 
@@ -71,6 +74,12 @@ def make_train_step(
     `state_sharding` (a tree of shardings like the state) and `batch_sharding` (`tljax.parallel`), the
     step is one SPMD program over the mesh: the state keeps its sharding, the metrics are replicated, and
     every mean over the batch (loss, gradients, BatchNorm statistics) is over the global batch.
+
+    With `augment` (`tljax.data.augment.device`), the batch is augmented first, inside the step, with
+    the key `fold_in(fold_in(rng, step), 1)` (so a resumed run draws what an uninterrupted one did); the
+    loss is then the cross-entropy against its soft `target` on the first B images (label smoothing is
+    already in the targets), plus `jsd_weight` times AugMix's Jensen–Shannon term over the clean and two
+    augmented thirds when it returns 3 views.
     """
     trainable_paths = tuple(trainable_paths)
 
@@ -79,6 +88,9 @@ def make_train_step(
     ) -> tuple[TrainState, dict[str, jax.Array]]:
         trainable, frozen = split_params(state.params, trainable_paths)
         dropout_key = jax.random.fold_in(wrap_key(state.rng), state.step)
+        if augment is not None:
+            batch = augment(batch, jax.random.fold_in(dropout_key, 1))
+        batch_size = batch["label"].shape[0]
 
         def loss_fn(trainable_params: PyTree):
             variables = {"params": merge_params(trainable_params, frozen)}
@@ -91,8 +103,15 @@ def make_train_step(
                 mutable=["batch_stats"],
                 rngs={"dropout": dropout_key},
             )
-            loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
-            return loss, (logits, updated)
+            if augment is None:
+                loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
+                return loss, (logits, updated)
+            logits = logits.astype(jnp.float32)
+            clean = logits[:batch_size]
+            loss = optax.softmax_cross_entropy(clean, batch["target"]).mean()
+            if augment.jsd_weight is not None:
+                loss = loss + augment.jsd_weight * jsd_consistency(*jnp.split(logits, 3))
+            return loss, (clean, updated)
 
         (loss, (logits, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
         # The optimizer is partitioned over the full tree; frozen slots get zeros that set_to_zero ignores

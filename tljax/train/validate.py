@@ -159,6 +159,29 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.augment.scale": _pair(0, 1),
     "data.augment.ratio": _pair(0, math.inf),
     "data.augment.hflip_prob": _interval(0, 1, closed_high=True),
+    "data.augment.mix.mixup_alpha": _at_least(0),
+    "data.augment.mix.cutmix_alpha": _at_least(0),
+    "data.augment.mix.prob": _interval(0, 1, closed_high=True),
+    "data.augment.mix.switch_prob": _interval(0, 1, closed_high=True),
+    "data.augment.mix.mode": _one_of(("batch", "pair", "elem")),
+    "data.augment.randaugment.num_ops": _at_least(1, integer=True),
+    "data.augment.randaugment.magnitude": (
+        lambda v: _number(v) and 0 <= v <= 10,
+        "a number in [0, 10] (RandAugment's M, on the /10 scale)",
+    ),
+    "data.augment.randaugment.magnitude_std": _at_least(0),
+    "data.augment.randaugment.prob": _interval(0, 1, closed_high=True),
+    "data.augment.augmix.width": _at_least(1, integer=True),
+    "data.augment.augmix.depth": (
+        lambda v: _integer(v) and v <= 3,
+        "an integer <= 3 (1..3 fixed, <= 0 random in 1..3)",
+    ),
+    "data.augment.augmix.severity": (
+        lambda v: _number(v) and 0.1 <= v <= 10,
+        "a number in [0.1, 10] (AugMix's severity, levels drawn in [0.1, severity])",
+    ),
+    "data.augment.augmix.alpha": _above(0),
+    "data.augment.augmix.jsd_weight": _at_least(0),
     "probe.taps": (_taps, "a non-empty list of tap names"),
     "probe.resolutions": (_resolutions, "None or a non-empty list of integers >= 1"),
     "probe.classifier": _one_of(PROBE_CLASSIFIERS),
@@ -196,6 +219,7 @@ def config_problems(config: Config) -> list[str]:
             "train.epochs > 0"
         )
     problems += _class_problems(config)
+    problems += _augment_problems(config)
     for key in ("optim.param_rules", "bn.rules"):
         rules = _get(config, key)
         for index, rule in enumerate(rules or ()):
@@ -253,6 +277,47 @@ def _class_problems(config: Config) -> list[str]:
     except ConfigError as error:
         return [str(error)]
     return []
+
+
+def _augment_problems(config: Config) -> list[str]:
+    """The op names under `data.augment` against the registries (host ops, on-device families and
+    ops), each unknown one reported with the valid names; AugMix's 3-view JSD batch with mixup/CutMix."""
+    from tljax.data import augment
+
+    valid_names = {
+        "data.augment.example_ops": sorted(augment.EXAMPLE_OPS),
+        "data.augment.batch_ops": sorted(augment.BATCH_OPS) + list(augment.device.DEVICE_BATCH_OPS),
+        "data.augment.image_ops": list(augment.device.IMAGE_FAMILIES),
+        "data.augment.randaugment.ops": sorted(augment.ops.OPS),
+    }
+    problems, chosen = [], {}
+    for key, valid in valid_names.items():
+        value = _get(config, key)
+        if value is _MISSING or value is None:
+            continue
+        if not isinstance(value, list | tuple):
+            problems.append(f"{key}={value!r}: must be a tuple of names from {', '.join(valid)}")
+            continue
+        unknown = [name for name in value if name not in valid]
+        if unknown:
+            problems.append(f"{key}: unknown {unknown}; valid: {', '.join(valid)}")
+        chosen[key] = list(value)
+    device_batch_ops = [
+        name
+        for name in chosen.get("data.augment.batch_ops", [])
+        if name in augment.device.DEVICE_BATCH_OPS
+    ]
+    if (
+        "augmix" in chosen.get("data.augment.image_ops", [])
+        and _get(config, "data.augment.augmix.jsd") is True
+        and device_batch_ops
+    ):
+        problems.append(
+            "data.augment.image_ops has 'augmix' with augmix.jsd=True and batch_ops "
+            f"{device_batch_ops}: the JSD loss needs the clean image; drop those batch ops or set "
+            "data.augment.augmix.jsd=False"
+        )
+    return problems
 
 
 def validate_config(config: Config) -> None:
