@@ -22,8 +22,8 @@ built with `frozen_bn=()` so that every BN layer uses batch statistics in traini
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -95,6 +95,40 @@ def mean_entropy(logits: jax.Array) -> jax.Array:
     return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
 
 
+DEFAULT_TENT_OPTIMIZER = optax.adam(1e-3)  # one object, so the compiled TENT step is reused
+
+
+@functools.lru_cache(maxsize=8)
+def _tent_step(model: nn.Module, steps: int, tx: optax.GradientTransformation):
+    """The jitted `(affine, opt_state, frozen, batch_stats, images) -> (affine, opt_state, logits)`,
+    built once per (model, steps, optimiser) so that repeated `tent` calls compile once."""
+
+    def forward(affine_params, frozen, batch_stats, images):
+        with no_dropout():
+            logits, _ = model.apply(
+                {"params": merge_params(affine_params, frozen), "batch_stats": batch_stats},
+                images,
+                train=True,  # BN normalises with this batch's statistics
+                mutable=["batch_stats"],  # the updated running averages are discarded
+            )
+        return logits
+
+    @jax.jit
+    def adapt_batch(affine_params, state, frozen, batch_stats, images):
+        def one_step(carry, _):
+            params, opt = carry
+            entropy, grads = jax.value_and_grad(
+                lambda p: mean_entropy(forward(p, frozen, batch_stats, images))
+            )(params)
+            updates, opt = tx.update(grads, opt, params)
+            return (optax.apply_updates(params, updates), opt), entropy
+
+        (affine_params, state), _ = jax.lax.scan(one_step, (affine_params, state), None, steps)
+        return affine_params, state, forward(affine_params, frozen, batch_stats, images)
+
+    return adapt_batch
+
+
 def tent(
     model: nn.Module,
     variables: PyTree,
@@ -109,39 +143,18 @@ def tent(
     paper's ImageNet-C choice for small batches) on `mean_entropy` of the predictions made with the
     batch's BN statistics, then that batch's logits `[B, classes]` with the adapted parameters. Returns
     the list of logits and the adapted variables (only BN scale/bias differ from `variables`; the running
-    statistics are not touched). The step is jitted once for a fixed batch shape.
+    statistics are not touched). The step is jitted once per model, `steps` and `tx` for a batch shape.
     """
     if steps < 1:
         raise ValueError(f"tent needs at least one step per batch, got steps={steps}")
     model = deterministic(model)
-    tx = optax.adam(1e-3) if tx is None else tx
+    tx = DEFAULT_TENT_OPTIMIZER if tx is None else tx
     affine, frozen = split_params(variables["params"], bn_affine_paths(variables))
     batch_stats = variables["batch_stats"]
     opt_state = tx.init(affine)
-
-    def forward(affine_params: PyTree, images: jax.Array) -> jax.Array:
-        with no_dropout():
-            logits, _ = model.apply(
-                {"params": merge_params(affine_params, frozen), "batch_stats": batch_stats},
-                images,
-                train=True,  # BN normalises with this batch's statistics
-                mutable=["batch_stats"],  # the updated running averages are discarded
-            )
-        return logits
-
-    @jax.jit
-    def adapt(affine_params: PyTree, state: Any, images: jax.Array):
-        def one_step(carry, _):
-            params, opt = carry
-            entropy, grads = jax.value_and_grad(lambda p: mean_entropy(forward(p, images)))(params)
-            updates, opt = tx.update(grads, opt, params)
-            return (optax.apply_updates(params, updates), opt), entropy
-
-        (affine_params, state), _ = jax.lax.scan(one_step, (affine_params, state), None, steps)
-        return affine_params, state, forward(affine_params, images)
-
+    adapt_batch = _tent_step(model, int(steps), tx)
     outputs = []
     for images in target_batches:
-        affine, opt_state, logits = adapt(affine, opt_state, images)
+        affine, opt_state, logits = adapt_batch(affine, opt_state, frozen, batch_stats, images)
         outputs.append(logits)
     return outputs, {**variables, "params": merge_params(affine, frozen)}

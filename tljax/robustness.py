@@ -40,6 +40,12 @@ def _batches(images: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [images[i * batch_size : (i + 1) * batch_size] for i in range(count)]
 
 
+def eval_forward(model: nn.Module) -> Any:
+    """The jitted `(variables, images) -> predicted classes` in inference mode (build it once: each new
+    one compiles again)."""
+    return jax.jit(lambda v, x: jnp.argmax(jnp.asarray(model.apply(v, x, train=False)), -1))
+
+
 def predict(
     model: nn.Module,
     variables: PyTree,
@@ -49,6 +55,7 @@ def predict(
     *,
     batch_size: int = 100,
     tent_steps: int = 1,
+    forward: Any = None,
 ) -> np.ndarray:
     """Predicted classes `int [N']` for RGB `pixels` 0..255 `[N, H, W, 3]` (N' = N rounded down to a
     multiple of `batch_size`) after `adaptation` ∈ {none, adabn, tent} on these pixels (no labels)."""
@@ -63,7 +70,7 @@ def predict(
         return np.concatenate([np.asarray(jnp.argmax(x, -1)) for x in logits])
     if adaptation == "adabn":
         variables = adapt.adabn(model, variables, batches)
-    forward = jax.jit(lambda v, x: jnp.argmax(jnp.asarray(model.apply(v, x, train=False)), -1))
+    forward = forward or eval_forward(model)
     return np.concatenate([np.asarray(forward(variables, b)) for b in batches])
 
 
@@ -87,6 +94,7 @@ def evaluate_robustness(
     model = model.clone(frozen_bn=()) if hasattr(model, "frozen_bn") else model
     n = (len(pixels) // batch_size) * batch_size
     truth = np.asarray(labels)[:n]
+    forward = eval_forward(model)
 
     def accuracy(images: np.ndarray, adaptation: str) -> float:
         predicted = predict(
@@ -97,6 +105,7 @@ def evaluate_robustness(
             adaptation,
             batch_size=batch_size,
             tent_steps=tent_steps,
+            forward=forward,
         )
         return float(np.mean(predicted == truth))
 
@@ -167,6 +176,10 @@ _TEST_PER_CLASS = flags.DEFINE_integer(
     "test_per_class", None, "Test images per class to corrupt (default: the run's own test split)."
 )
 _ADAPT = flags.DEFINE_list("adapt", list(ADAPTATIONS), "Adaptations to evaluate.")
+_CORRUPTIONS = flags.DEFINE_list(
+    "corruptions", list(corruptions.CORRUPTIONS), "Corruptions to evaluate (default: all)."
+)
+_SEVERITIES = flags.DEFINE_list("severities", ["1", "2", "3", "4", "5"], "Severities to evaluate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the corruptions' random draws.")
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Test batch (the unit of AdaBN/TENT statistics).")
 
@@ -183,6 +196,13 @@ def main(argv: Sequence[str]) -> None:
     unknown = [a for a in _ADAPT.value if a not in ADAPTATIONS]
     if unknown:
         raise UserError(f"--adapt: unknown {unknown}; known: {', '.join(ADAPTATIONS)}")
+    bad = [c for c in _CORRUPTIONS.value if c not in corruptions.CORRUPTIONS]
+    bad += [s for s in _SEVERITIES.value if s not in {str(v) for v in corruptions.SEVERITIES}]
+    if bad:
+        raise UserError(
+            f"--corruptions/--severities: unknown {bad}; corruptions: "
+            f"{', '.join(corruptions.CORRUPTIONS)}; severities 1-5"
+        )
     source = f"run:{workdir}"
     meta = runs.run_meta(source)
     config = recorded_config(runs.run_config(source))
@@ -198,6 +218,8 @@ def main(argv: Sequence[str]) -> None:
         labels,
         preprocessing,
         adaptations=_ADAPT.value,
+        names=_CORRUPTIONS.value,
+        severities=[int(s) for s in _SEVERITIES.value],
         seed=_SEED.value,
         batch_size=_BATCH.value,
     )
