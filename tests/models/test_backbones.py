@@ -1,4 +1,4 @@
-"""The torchvision backbones of issue 13 (MobileNet V2/V3): sizes, recipes, heads, file inference.
+"""The torchvision backbones of issue 13 (MobileNet V2/V3, GoogLeNet): sizes, recipes, heads, files.
 
 Numerical parity with torchvision (every tap, two input sizes) is in `test_parity_torchvision.py`; these
 are the cheap structural checks, on abstract shapes only.
@@ -18,8 +18,9 @@ import tljax.models as models
 from tljax import weights
 from tljax.optim import assign_groups, recipe_rules
 from tljax.weights.loading import num_classes_in
+from tljax.weights.porting import port_state_dict
 
-NEW = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
+NEW = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "googlenet"]
 
 
 def _abstract(model, size=64):
@@ -33,6 +34,7 @@ TORCHVISION_PARAMS = {
     "mobilenet_v2": 3504872,
     "mobilenet_v3_large": 5483032,
     "mobilenet_v3_small": 2542856,
+    "googlenet": 6624904,  # without the auxiliary heads, as torchvision publishes them
 }
 
 
@@ -55,7 +57,7 @@ def test_finetune_top_and_feature_extractor_cover_every_parameter(name):
     assert trainable | frozen == paths and not trainable & frozen
     top = {p.split("/")[0] for p in trainable}
     assert top == {*model.stages()[-1], *model.stages()[-2]}
-    assert "head_conv" in top and "stem_conv" not in top
+    assert "stem_conv" not in top and "conv1" not in top
     head = assign_groups(params, recipe_rules("feature_extractor", model.stages()))
     assert {p.split("/")[0] for p in head.trainable_paths()} == set(model.stages()[-1])
 
@@ -79,3 +81,23 @@ def test_a_file_names_its_architecture_and_classes():
     assert num_classes_in(state_dict) == 10
     v2 = torchvision.models.mobilenet_v2(weights=None, num_classes=7).state_dict()
     assert num_classes_in({k: v.numpy() for k, v in v2.items()}) == 7
+
+
+def test_googlenet_aux_heads_are_optional_and_dropped_by_name():
+    """torchvision's GoogLeNet files hold aux1/aux2; a model without them loads the rest and names what
+    it dropped; with them, the heads are extra parameters of stage 4 and the taps `aux1`, `aux2`."""
+    torch.manual_seed(0)
+    torch_model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    state_dict = {k: v.numpy() for k, v in torch_model.state_dict().items()}
+    plain = models.get("googlenet")
+    variables, report = port_state_dict(state_dict, plain)
+    assert "aux1" not in variables["params"] and "aux1" not in models.tap_names(plain)
+    assert {k.split(".")[0] for k in report.skipped_sources} == {"aux1", "aux2"}
+    with_aux = models.get("googlenet", aux_logits=True)
+    variables, report = port_state_dict(state_dict, with_aux)
+    assert report.skipped_sources == [] and {"aux1", "aux2"} <= set(with_aux.stages()[2])
+    taps = models.tap_names(with_aux)
+    assert taps.index("inception_4a") < taps.index("aux1") < taps.index("inception_4b")
+    np.testing.assert_array_equal(
+        variables["params"]["aux2"]["fc2"]["kernel"], state_dict["aux2.fc2.weight"].T
+    )

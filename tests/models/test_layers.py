@@ -31,6 +31,7 @@ ARCHITECTURES = [
     "caffenet_wide",
     "mobilenet_v2",
     "mobilenet_v3_small",
+    "googlenet",
 ]
 
 

@@ -10,6 +10,7 @@ import torch
 import tljax.models as models
 from tests.models.torch_oracle import (
     features_taps,
+    googlenet_taps,
     relative_error,
     resnet_taps,
     torchvision_model,
@@ -41,8 +42,8 @@ def _check_all_taps(name: str, reference_taps, torch_model, size, ported=None) -
     assert errors[worst] <= TOLERANCE, f"{name} {size}: tap {worst} off by {errors[worst]:.2e}"
 
 
-def _port(name: str, torch_model):
-    flax_model = models.get(name)
+def _port(name: str, torch_model, **kwargs):
+    flax_model = models.get(name, **kwargs)
     variables, _ = port_state_dict(
         {k: v.numpy() for k, v in torch_model.state_dict().items()}, flax_model
     )
@@ -80,3 +81,20 @@ def mobilenet(request):
 def test_mobilenet_matches_torchvision(mobilenet, size):
     name, torch_model, ported = mobilenet
     _check_all_taps(name, features_taps, torch_model, size, ported)
+
+
+@pytest.fixture(scope="module")
+def googlenet():
+    """torchvision's GoogLeNet as its pretrained weights run it (transform_input=True), with the
+    auxiliary heads, ported once for both sizes."""
+    torch_model = torchvision_model("googlenet", transform_input=True, init_weights=True)
+    flax_model, variables, _ = _port("googlenet", torch_model, aux_logits=True)
+    apply = jax.jit(flax_model.apply, static_argnames=("taps",))
+    return torch_model, (flax_model, variables, apply)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_googlenet_matches_torchvision(googlenet, size):
+    """Every tap including both auxiliary heads; ceil-mode pools make 97×131 a real test of them."""
+    torch_model, ported = googlenet
+    _check_all_taps("googlenet", googlenet_taps, torch_model, size, ported)

@@ -26,10 +26,11 @@ def state_dict_numpy(module: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
-def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
-    """A torchvision classifier with random (seeded) weights and random BN statistics, in eval mode."""
+def torchvision_model(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
+    """A torchvision classifier with random (seeded) weights and random BN statistics, in eval mode;
+    `kwargs` go to the torchvision constructor (e.g. `transform_input=True`)."""
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, name)(weights=None)
+    model = getattr(torchvision.models, name)(weights=None, **kwargs)
     randomize_batch_norm(model, torch.Generator().manual_seed(seed + 1))
     return model.eval()
 
@@ -126,4 +127,24 @@ def features_taps(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarr
     for h in handles:
         h.remove()
     taps["pool"] = taps[f"features.{len(model.features) - 1}"].mean(dim=(2, 3))
+    return {k: to_nhwc(v) for k, v in taps.items()}
+
+
+@torch.no_grad()
+def googlenet_taps(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """GoogLeNet's taps by torchvision module (`inception3a` → `inception_3a`); the auxiliary heads,
+    which torchvision runs only in training, are applied (in eval mode) to the blocks they read."""
+    taps: dict[str, torch.Tensor] = {}
+    modules = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "maxpool3", "maxpool4"]
+    names = {m: m for m in modules}
+    names |= {f"inception{b}": f"inception_{b}" for b in ("3a", "3b", "4a", "4b", "4c", "4d", "4e")}
+    names |= {"inception5a": "inception_5a", "inception5b": "inception_5b", "avgpool": "pool"}
+    handles = [getattr(model, m).register_forward_hook(_capture(taps, t)) for m, t in names.items()]
+    taps["logits"] = model(x)
+    for h in handles:
+        h.remove()
+    taps["pool"] = taps["pool"].flatten(1)
+    if model.aux1 is not None:
+        taps["aux1"] = model.aux1(taps["inception_4a"])
+        taps["aux2"] = model.aux2(taps["inception_4d"])
     return {k: to_nhwc(v) for k, v in taps.items()}

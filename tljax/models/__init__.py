@@ -12,6 +12,8 @@ Tap names (see each architecture's module docstring; list them with `tap_names(m
   * EfficientNet-Lite: stem, blocks.{0..N-1}, head, pool, logits
   * MobileNet V2/V3: features.0 (stem), features.{1..N} (inverted residuals), features.{N+1} (head conv),
            pool, logits
+  * GoogLeNet: conv1, maxpool1, conv2, conv3, maxpool2, inception_3a … inception_5b (with maxpool3/4
+           between), [aux1, aux2 with aux_logits=True], pool, logits
   * CaffeNet-like: conv{i}, [bn{i},] relu{i} (i = 1..5), pool1, pool2, pool5, pool, fc6, relu6, fc7,
            relu7, logits
 A forward pass with `taps` stops after the deepest requested tap.
@@ -21,7 +23,7 @@ layers (every conv/dense layer of VGG and CaffeNet, every block of ResNet and Ef
 of "transfer the first n layers"); both run input → output and cover every parameter exactly once.
 """
 
-from tljax.models import caffenet, efficientnet_lite, mobilenet, resnet, vgg  # noqa: F401  (registers the architectures)
+from tljax.models import caffenet, efficientnet_lite, googlenet, mobilenet, resnet, vgg  # noqa: F401  (registers the architectures)
 from tljax.models.registry import get, list_models, tap_names
 
 __all__ = ["get", "list_models", "tap_names"]

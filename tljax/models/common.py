@@ -103,10 +103,27 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return (total // 2, total - total // 2)
 
 
-def max_pool_torch(x: Array, kernel: int, stride: int, padding: int = 0) -> Array:
-    """`torch.nn.MaxPool2d(kernel, stride, padding)` (ceil_mode=False), NHWC; padding is -inf."""
-    pad = ((padding, padding), (padding, padding))
-    return nn.max_pool(x, (kernel, kernel), strides=(stride, stride), padding=pad)
+def max_pool_torch(
+    x: Array, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = False
+) -> Array:
+    """`torch.nn.MaxPool2d(kernel, stride, padding, ceil_mode=...)`, NHWC; padding is -inf.
+
+    With `ceil_mode` the output size rounds up, (n + 2p - k) / s + 1, except that torch drops a last
+    window that would start in the right/bottom padding; the extra windows are padded bottom/right.
+    """
+    if not ceil_mode:
+        pad = ((padding, padding), (padding, padding))
+        return nn.max_pool(x, (kernel, kernel), strides=(stride, stride), padding=pad)
+
+    def pads(n: int) -> tuple[int, int]:
+        out = -((-(n + 2 * padding - kernel)) // stride) + 1
+        if (out - 1) * stride >= n + padding:
+            out -= 1
+        return (padding, (out - 1) * stride + kernel - n - padding)
+
+    return nn.max_pool(
+        x, (kernel, kernel), strides=(stride, stride), padding=(pads(x.shape[1]), pads(x.shape[2]))
+    )
 
 
 def adaptive_avg_pool(x: Array, out_hw: tuple[int, int]) -> Array:

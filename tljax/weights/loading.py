@@ -57,6 +57,8 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
                 f"unrecognised EfficientNet-Lite layout: {len(blocks)} blocks, head in {width}"
             )
         return f"efficientnet_lite{variant}"
+    if "inception3a.branch1.conv.weight" in keys:
+        return "googlenet"
     if "features.0.0.weight" in keys:  # torchvision MobileNet: Conv2dNormActivation stem
         residuals = len({k.split(".")[1] for k in keys if k.startswith("features.")}) - 2
         if "features.1.conv.0.0.weight" in keys and residuals == 17:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -22,6 +23,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from tljax.errors import UserError
 from tljax.models.efficientnet_lite import EfficientNetLite
+from tljax.models.googlenet import INCEPTION_BLOCKS, GoogLeNet
 from tljax.models.mobilenet import MobileNet
 from tljax.models.resnet import RESNET_LAYERS, ResNet
 from tljax.models.vgg import VGG, VGG_STAGES
@@ -171,11 +173,34 @@ def mobilenet_table(model: MobileNet) -> list[Entry]:
     return table
 
 
+def _basic_conv(src: str, dst: str) -> list[Entry]:
+    """torchvision's BasicConv2d: `{src}.conv` (no bias) + `{src}.bn`."""
+    return _conv(f"{src}.conv", f"{dst}/conv") + _bn(f"{src}.bn", f"{dst}/bn")
+
+
+def googlenet_table(model: GoogLeNet) -> list[Entry]:
+    """torchvision `conv{1,2,3}`, `inception{3a..5b}.branch{1, 2.0, 2.1, 3.0, 3.1, 4.1}`, `aux{1,2}`, `fc`."""
+    table = [e for c in ("conv1", "conv2", "conv3") for e in _basic_conv(c, c)]
+    for block in INCEPTION_BLOCKS:
+        src = dst = f"inception{block}"
+        table += _basic_conv(f"{src}.branch1", f"{dst}/branch1")
+        for branch, index in [(2, 0), (2, 1), (3, 0), (3, 1), (4, 1)]:
+            table += _basic_conv(f"{src}.branch{branch}.{index}", f"{dst}/branch{branch}_{index}")
+    if model._aux():
+        for aux in ("aux1", "aux2"):  # fc1 reads a (C, H, W) flatten; the model transposes first
+            table += _basic_conv(f"{aux}.conv", f"{aux}/conv")
+            table += _dense(f"{aux}.fc1", f"{aux}/fc1") + _dense(f"{aux}.fc2", f"{aux}/fc2")
+    if model.include_top:
+        table += _dense("fc", "classifier")
+    return table
+
+
 _TABLES: list[tuple[type, Callable[..., list[Entry]]]] = [
     (VGG, vgg_table),
     (ResNet, resnet_table),
     (EfficientNetLite, efficientnet_lite_table),
     (MobileNet, mobilenet_table),
+    (GoogLeNet, googlenet_table),
 ]
 
 # Bookkeeping tensors that carry no weights.
@@ -311,11 +336,11 @@ def port_state_dict(
         flat[entry.target] = value.astype(expected[entry.target].dtype)
         report.loaded.append(path)
     known = {e.source for e in table}
-    if not getattr(model, "include_top", True):
-        # A full file into a headless model: the head was dropped on purpose (include_top=False).
-        head = [
-            e.source for e in name_table(model.clone(include_top=True)) if e.source not in known
-        ]
+    full = _full_model(model)
+    if full is not model:
+        # A full file into a model built without its head (include_top=False) or auxiliary heads
+        # (aux_logits=False): those tensors were dropped on purpose, and are named in the report.
+        head = [e.source for e in name_table(full) if e.source not in known]
         report.skipped_sources += [k for k in head if k in state_dict]
         known |= set(head)
     unexpected = [k for k in state_dict if k not in known and not IGNORED_SOURCE_KEYS.fullmatch(k)]
@@ -333,6 +358,14 @@ def port_state_dict(
             if target not in flat:
                 flat[target] = init_flat[target]
     return unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()}), report
+
+
+def _full_model(model: nn.Module) -> nn.Module:
+    """`model` with every optional head on (`include_top`, `aux_logits`), or `model` itself if none is off."""
+    off: dict[str, Any] = {
+        name: True for name in ("include_top", "aux_logits") if getattr(model, name, True) is False
+    }
+    return model.clone(**off) if off else model
 
 
 def mismatch_message(model_name: str, missing, unexpected, mis_shaped, limit: int = 20) -> str:

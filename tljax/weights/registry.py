@@ -122,6 +122,8 @@ _TORCHVISION = [
         67.668,
         TORCHVISION_V1,
     ),
+    # Ported from TF: runs with transform_input=True, the tljax GoogLeNet's default.
+    ("googlenet", "googlenet", "googlenet-1378be20.pth", 69.778, TORCHVISION_V1),
 ]
 
 
