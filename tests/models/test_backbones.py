@@ -1,4 +1,4 @@
-"""The torchvision backbones of issue 13 (MobileNet V2/V3, GoogLeNet): sizes, recipes, heads, files.
+"""Issue 13's torchvision backbones (MobileNet V2/V3, GoogLeNet, Inception V3): sizes, recipes, files.
 
 Numerical parity with torchvision (every tap, two input sizes) is in `test_parity_torchvision.py`; these
 are the cheap structural checks, on abstract shapes only.
@@ -16,14 +16,16 @@ from flax.traverse_util import flatten_dict
 
 import tljax.models as models
 from tljax import weights
+from tljax.models.common import init_size
 from tljax.optim import assign_groups, recipe_rules
 from tljax.weights.loading import num_classes_in
 from tljax.weights.porting import port_state_dict
 
-NEW = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "googlenet"]
+NEW = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "googlenet", "inception_v3"]
 
 
-def _abstract(model, size=64):
+def _abstract(model, size=None):
+    size = size or init_size(model)
     return jax.eval_shape(
         model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
     )
@@ -35,12 +37,15 @@ TORCHVISION_PARAMS = {
     "mobilenet_v3_large": 5483032,
     "mobilenet_v3_small": 2542856,
     "googlenet": 6624904,  # without the auxiliary heads, as torchvision publishes them
+    "inception_v3": 27161264,  # with the auxiliary head (torchvision counts it)
 }
 
 
 @pytest.mark.parametrize("name", NEW)
 def test_parameter_count_is_torchvisions(name):
-    params = _abstract(models.get(name))["params"]
+    params = _abstract(
+        models.get(name, aux_logits=True) if name == "inception_v3" else models.get(name)
+    )["params"]
     count = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
     assert count == TORCHVISION_PARAMS[name]
 

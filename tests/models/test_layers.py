@@ -8,12 +8,14 @@ import jax.numpy as jnp
 import pytest
 
 import tljax.models as models
+from tljax.models.common import init_size
 
 
 def _top_level_modules(model) -> list[str]:
     """Top-level module names owning variables, in the variable tree (params and batch_stats)."""
+    size = 32 if init_size(model) == 64 else init_size(model)  # Inception V3 needs 299 px
     abstract = jax.eval_shape(
-        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
     )
     return sorted({name for collection in abstract.values() for name in collection})
 
@@ -32,6 +34,7 @@ ARCHITECTURES = [
     "mobilenet_v2",
     "mobilenet_v3_small",
     "googlenet",
+    "inception_v3",
 ]
 
 

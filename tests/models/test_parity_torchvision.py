@@ -11,6 +11,7 @@ import tljax.models as models
 from tests.models.torch_oracle import (
     features_taps,
     googlenet_taps,
+    inception_v3_taps,
     relative_error,
     resnet_taps,
     torchvision_model,
@@ -98,3 +99,24 @@ def test_googlenet_matches_torchvision(googlenet, size):
     """Every tap including both auxiliary heads; ceil-mode pools make 97×131 a real test of them."""
     torch_model, ported = googlenet
     _check_all_taps("googlenet", googlenet_taps, torch_model, size, ported)
+
+
+# Inception V3's native size, and an odd non-square one big enough for its auxiliary head (its 5×5/3
+# pool and 5×5 conv need Mixed_6e ≥ 17×17, i.e. inputs ≥ 299 px, in torchvision too).
+INCEPTION_V3_SIZES = [(299, 299), (303, 319)]
+
+
+@pytest.fixture(scope="module")
+def inception_v3():
+    torch_model = torchvision_model("inception_v3", transform_input=True, init_weights=True)
+    flax_model, variables, _ = _port("inception_v3", torch_model, aux_logits=True)
+    apply = jax.jit(flax_model.apply, static_argnames=("taps",))
+    return torch_model, (flax_model, variables, apply)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", INCEPTION_V3_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_inception_v3_matches_torchvision(inception_v3, size):
+    """Every tap including the auxiliary head, at 299² and at an odd non-square size."""
+    torch_model, ported = inception_v3
+    _check_all_taps("inception_v3", inception_v3_taps, torch_model, size, ported)

@@ -148,3 +148,22 @@ def googlenet_taps(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndar
         taps["aux1"] = model.aux1(taps["inception_4a"])
         taps["aux2"] = model.aux2(taps["inception_4d"])
     return {k: to_nhwc(v) for k, v in taps.items()}
+
+
+@torch.no_grad()
+def inception_v3_taps(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Inception V3's taps by torchvision module name; the auxiliary head (training-only in
+    torchvision) is applied in eval mode to Mixed_6e."""
+    taps: dict[str, torch.Tensor] = {}
+    names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1"]
+    names += ["Conv2d_4a_3x3", "maxpool2", *(f"Mixed_{b}" for b in ("5b", "5c", "5d"))]
+    names += [f"Mixed_{b}" for b in ("6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c")]
+    handles = [getattr(model, n).register_forward_hook(_capture(taps, n)) for n in names]
+    handles.append(model.avgpool.register_forward_hook(_capture(taps, "pool")))
+    taps["logits"] = model(x)
+    for h in handles:
+        h.remove()
+    taps["pool"] = taps["pool"].flatten(1)
+    if model.AuxLogits is not None:
+        taps["aux"] = model.AuxLogits(taps["Mixed_6e"])
+    return {k: to_nhwc(v) for k, v in taps.items()}

@@ -110,6 +110,7 @@ def test_backbone_without_top_loads_from_a_full_file_and_names_the_dropped_head(
         ("mobilenet_v3_large", "mobilenet_v3_large"),
         ("mobilenet_v3_small", "mobilenet_v3_small"),
         ("googlenet", "googlenet"),
+        ("inception_v3", "inception_v3"),
     ],
 )
 def test_architecture_is_inferred_from_the_file(name, expected):

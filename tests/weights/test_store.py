@@ -48,6 +48,7 @@ def _no_network(*args, **kwargs):
 def test_registry_matches_torchvision_metadata():
     from torchvision.models import (
         GoogLeNet_Weights,
+        Inception_V3_Weights,
         MobileNet_V2_Weights,
         MobileNet_V3_Large_Weights,
         MobileNet_V3_Small_Weights,
@@ -84,13 +85,14 @@ def test_registry_matches_torchvision_metadata():
         MobileNet_V3_Large_Weights,
         MobileNet_V3_Small_Weights,
         GoogLeNet_Weights,
+        Inception_V3_Weights,
     ]
     # IMAGENET1K_FEATURES (vgg16 without a classifier, other preprocessing) is left out on purpose.
     by_url = {
         w.url: w for enum in enums for w in enum if w.name in ("IMAGENET1K_V1", "IMAGENET1K_V2")
     }
     torchvision_specs = [get_spec(n) for n in list_weights() if get_spec(n).source == "torchvision"]
-    assert len(torchvision_specs) == 22 == len(by_url)  # every torchvision ImageNet weight, once
+    assert len(torchvision_specs) == 23 == len(by_url)  # every torchvision ImageNet weight, once
     for spec in torchvision_specs:
         weights = by_url[spec.url]
         transforms = weights.transforms()
@@ -109,7 +111,7 @@ def test_registry_matches_torchvision_metadata():
 def test_registry_names_and_lite_specs():
     names = list_weights()
     assert {"vgg16", "vgg16_bn", "resnet50", "resnet50.v2", "efficientnet_lite0"} <= set(names)
-    assert len(names) == len(set(names)) == 25
+    assert len(names) == len(set(names)) == 26
     lite0 = get_spec("efficientnet_lite0")
     assert lite0.source == "efficientnet_lite" and lite0.arch == "efficientnet_lite0"
     assert lite0.top1 == 75.1

@@ -14,6 +14,7 @@ Tap names (see each architecture's module docstring; list them with `tap_names(m
            pool, logits
   * GoogLeNet: conv1, maxpool1, conv2, conv3, maxpool2, inception_3a … inception_5b (with maxpool3/4
            between), [aux1, aux2 with aux_logits=True], pool, logits
+  * Inception V3: Conv2d_1a_3x3 … Conv2d_4a_3x3 with maxpool1/2, Mixed_5b … Mixed_7c, [aux], pool, logits
   * CaffeNet-like: conv{i}, [bn{i},] relu{i} (i = 1..5), pool1, pool2, pool5, pool, fc6, relu6, fc7,
            relu7, logits
 A forward pass with `taps` stops after the deepest requested tap.
@@ -23,7 +24,15 @@ layers (every conv/dense layer of VGG and CaffeNet, every block of ResNet and Ef
 of "transfer the first n layers"); both run input → output and cover every parameter exactly once.
 """
 
-from tljax.models import caffenet, efficientnet_lite, googlenet, mobilenet, resnet, vgg  # noqa: F401  (registers the architectures)
+from tljax.models import (  # noqa: F401  (registers the architectures)
+    caffenet,
+    efficientnet_lite,
+    googlenet,
+    inception_v3,
+    mobilenet,
+    resnet,
+    vgg,
+)
 from tljax.models.registry import get, list_models, tap_names
 
 __all__ = ["get", "list_models", "tap_names"]

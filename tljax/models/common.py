@@ -148,3 +148,9 @@ def adaptive_avg_pool(x: Array, out_hw: tuple[int, int]) -> Array:
     x = jnp.stack(rows, axis=1)  # [B, out_h, W, C]
     cols = [x[:, :, a:b].mean(axis=2) for a, b in bins(w, out_w)]
     return jnp.stack(cols, axis=2)  # [B, out_h, out_w, C]
+
+
+def init_size(model: nn.Module) -> int:
+    """A square input size at which `model.init` creates every variable: 64 px, or the architecture's
+    `init_input_size` where 64 is too small (Inception V3's VALID stem and auxiliary head)."""
+    return max(64, int(getattr(model, "init_input_size", 64)))

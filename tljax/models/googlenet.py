@@ -49,25 +49,28 @@ class BasicConv(nn.Module):
     """torchvision's BasicConv2d: conv (no bias, symmetric padding) → BN (eps 1e-3) → ReLU."""
 
     features: int
-    kernel: int
+    kernel: int | tuple[int, int]  # (kh, kw) for Inception V3's 1×7 / 7×1 factorised convs
     train: bool
     frozen_bn: Sequence[str]
     dtype: Any
     param_dtype: Any
     stride: int = 1
-    padding: int = 0
+    padding: int | tuple[int, int] = 0  # torch's symmetric (ph, pw)
     epsilon: float = 1e-3
     conv: ModuleDef = Conv
+    kernel_init: Any = weight_init
 
     @nn.compact
     def __call__(self, x):
+        kh, kw = (self.kernel, self.kernel) if isinstance(self.kernel, int) else self.kernel
+        ph, pw = (self.padding, self.padding) if isinstance(self.padding, int) else self.padding
         x = self.conv(
             self.features,
-            (self.kernel, self.kernel),
+            (kh, kw),
             strides=(self.stride, self.stride),
-            padding=((self.padding, self.padding), (self.padding, self.padding)),
+            padding=((ph, ph), (pw, pw)),
             use_bias=False,
-            kernel_init=weight_init,
+            kernel_init=self.kernel_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv",

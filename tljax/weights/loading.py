@@ -20,6 +20,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from tljax import models
 from tljax.fileio import atomic_write_json
+from tljax.models.common import init_size
 from tljax.rng import make_key
 from tljax.weights.porting import (
     WeightMismatchError,
@@ -59,6 +60,8 @@ def infer_architecture(state_dict: dict[str, np.ndarray]) -> str:
         return f"efficientnet_lite{variant}"
     if "inception3a.branch1.conv.weight" in keys:
         return "googlenet"
+    if "Mixed_5b.branch1x1.conv.weight" in keys:
+        return "inception_v3"
     if "features.0.0.weight" in keys:  # torchvision MobileNet: Conv2dNormActivation stem
         residuals = len({k.split(".")[1] for k in keys if k.startswith("features.")}) - 2
         if "features.1.conv.0.0.weight" in keys and residuals == 17:
@@ -229,8 +232,9 @@ def strict_merge(
             mismatch_message(type(model).__name__, missing, unexpected, mis_shaped)
         )
     if any(skipped(k) for k in want):
+        size = init_size(model)
         init = jax.jit(model.init)(
-            rng if rng is not None else make_key(0), np.zeros((1, 64, 64, 3), np.float32)
+            rng if rng is not None else make_key(0), np.zeros((1, size, size, 3), np.float32)
         )
         init_flat = flatten_dict(dict(init), sep="/")
         got = {k: (init_flat[k] if skipped(k) else got[k]) for k in want}

@@ -22,8 +22,10 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from tljax.errors import UserError
+from tljax.models.common import init_size
 from tljax.models.efficientnet_lite import EfficientNetLite
 from tljax.models.googlenet import INCEPTION_BLOCKS, GoogLeNet
+from tljax.models.inception_v3 import BLOCK_CONVS, MIXED, STEM, InceptionV3
 from tljax.models.mobilenet import MobileNet
 from tljax.models.resnet import RESNET_LAYERS, ResNet
 from tljax.models.vgg import VGG, VGG_STAGES
@@ -195,12 +197,28 @@ def googlenet_table(model: GoogLeNet) -> list[Entry]:
     return table
 
 
+def inception_v3_table(model: InceptionV3) -> list[Entry]:
+    """torchvision `Conv2d_*`, `Mixed_*.branch*` (each a BasicConv2d), `AuxLogits.{conv0,conv1,fc}`, `fc`."""
+    table = [e for name, *_ in STEM for e in _basic_conv(name, name)]
+    for name, kind, _ in MIXED:
+        for conv, *_ in BLOCK_CONVS[kind]:
+            table += _basic_conv(f"{name}.{conv}", f"{name}/{conv}")
+    if model._aux():
+        table += _basic_conv("AuxLogits.conv0", "AuxLogits/conv0")
+        table += _basic_conv("AuxLogits.conv1", "AuxLogits/conv1")
+        table += _dense("AuxLogits.fc", "AuxLogits/fc")
+    if model.include_top:
+        table += _dense("fc", "classifier")
+    return table
+
+
 _TABLES: list[tuple[type, Callable[..., list[Entry]]]] = [
     (VGG, vgg_table),
     (ResNet, resnet_table),
     (EfficientNetLite, efficientnet_lite_table),
     (MobileNet, mobilenet_table),
     (GoogLeNet, googlenet_table),
+    (InceptionV3, inception_v3_table),
 ]
 
 # Bookkeeping tensors that carry no weights.
@@ -257,9 +275,11 @@ def _convertible(value: np.ndarray, kind: str) -> bool:
     return True
 
 
-def abstract_variables(model: nn.Module, image_size: int = 64) -> dict:
-    """Shapes/dtypes of `model`'s variables, without allocating or computing anything."""
-    x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+def abstract_variables(model: nn.Module, image_size: int | None = None) -> dict:
+    """Shapes/dtypes of `model`'s variables, without allocating or computing anything (at
+    `image_size`, by default one at which every variable exists, `tljax.models.common.init_size`)."""
+    size = image_size or init_size(model)
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
     return jax.eval_shape(model.init, make_key(0), x)
 
 
@@ -352,7 +372,8 @@ def port_state_dict(
     if report.skipped_targets:
         if init_variables is None:
             key = rng if rng is not None else make_key(0)
-            init_variables = jax.jit(model.init)(key, jnp.zeros((1, 64, 64, 3), jnp.float32))
+            size = init_size(model)
+            init_variables = jax.jit(model.init)(key, jnp.zeros((1, size, size, 3), jnp.float32))
         init_flat = flatten_dict(dict(init_variables))
         for target in expected:
             if target not in flat:

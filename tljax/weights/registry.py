@@ -78,6 +78,9 @@ TORCHVISION_V1 = Preprocessing(_IMAGENET_MEAN, _IMAGENET_STD, resize=256, crop=2
 # torchvision's "new training recipe" (V2) weights are evaluated at a 232 resize.
 TORCHVISION_V2 = Preprocessing(_IMAGENET_MEAN, _IMAGENET_STD, resize=232, crop=224)
 
+# Inception V3 (ported from TF, transform_input=True) is evaluated at 299 from a 342 resize.
+INCEPTION_V3 = Preprocessing(_IMAGENET_MEAN, _IMAGENET_STD, resize=342, crop=299)
+
 _TORCHVISION_URL = "https://download.pytorch.org/models/"
 
 # (registered name, arch, file name, top-1, preprocessing); the hex part of the file name is the
@@ -124,6 +127,7 @@ _TORCHVISION = [
     ),
     # Ported from TF: runs with transform_input=True, the tljax GoogLeNet's default.
     ("googlenet", "googlenet", "googlenet-1378be20.pth", 69.778, TORCHVISION_V1),
+    ("inception_v3", "inception_v3", "inception_v3_google-0cc3c7bd.pth", 77.294, INCEPTION_V3),
 ]
 
 
