@@ -1,6 +1,7 @@
 """Forward (inference) throughput, tljax vs torchvision, in one process: images/s and the ratio.
 
-    python bench/forward.py                       # CPU: batch 8, 224², fp32
+    python bench/forward.py                       # CPU: batch 8, each model's native size, fp32
+    python bench/forward.py --models=mobilenet_v2,mobilenet_v3_large,mobilenet_v3_small,googlenet,inception_v3
     python bench/forward.py --batch=256 --dtype=bfloat16 --compile   # GPU: vs torch.compile
 
 Both frameworks get the same random weights (ported), the same input, warm-up runs, then `--iters` timed
@@ -26,7 +27,18 @@ TORCH_BUILDERS = {
     "resnet50": lambda: torchvision.models.resnet50(weights=None),
     "vgg16": lambda: torchvision.models.vgg16(weights=None),
     "efficientnet_lite0": lambda: EfficientNet.from_name("efficientnet-lite0"),
+    "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(weights=None),
+    "mobilenet_v3_large": lambda: torchvision.models.mobilenet_v3_large(weights=None),
+    "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(weights=None),
+    # As their pretrained weights run: transform_input on, no auxiliary heads (eval never runs them).
+    "googlenet": lambda: torchvision.models.googlenet(
+        weights=None, aux_logits=False, transform_input=True, init_weights=True
+    ),
+    "inception_v3": lambda: torchvision.models.inception_v3(
+        weights=None, aux_logits=False, transform_input=True, init_weights=True
+    ),
 }
+NATIVE_SIZE = {"inception_v3": 299}  # every other model: 224
 
 
 def time_fn(fn, iters: int) -> float:
@@ -89,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50,vgg16,efficientnet_lite0")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=int, default=0, help="0: each model's native size")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="compare with torch.compile(model)")
@@ -103,7 +115,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
-        r = bench(name, args.batch, args.size, args.dtype, args.iters, args.compile)
+        size = args.size or NATIVE_SIZE.get(name, 224)
+        r = bench(name, args.batch, size, args.dtype, args.iters, args.compile)
         print(
             f"| {r['model']} | {r['device']} | {r['batch']} | {r['dtype']} | {r['tljax img/s']:.1f} | "
             f"{r['torch img/s']:.1f} | {r['ratio']:.2f}× |",
