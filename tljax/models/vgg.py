@@ -80,7 +80,8 @@ class VGG(nn.Module):
             (f"conv{stage}_{index}", f"bn{stage}_{index}")
             if self.batch_norm
             else (f"conv{stage}_{index}",)
-            for stage, index, _ in self._conv_names()
+            for stage, widths in enumerate(VGG_STAGES[self.depth], start=1)
+            for index in range(1, len(widths) + 1)
         ]
         if self.include_top:
             out += [("fc6",), ("fc7",), ("classifier",)]
