@@ -137,7 +137,7 @@ def test_pixels(config: Config) -> tuple[np.ndarray, np.ndarray, Any]:
         raise ValueError("the run's data config has no test split to corrupt")
     preprocessing = setup.resolve_preprocessing(config)
     images, labels = [], []
-    for batch in datasets.test.iterator(int(config.train.eval_batch_size), augment=False):
+    for batch in datasets.test.iterator(int(config.train.eval_batch_size), augment=False, epochs=1):
         images.append(preprocess_lib.denormalize(batch["image"], preprocessing))
         labels.append(batch["label"])
     pixels = np.clip(np.round(np.concatenate(images)), 0, 255)
