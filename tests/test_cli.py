@@ -79,3 +79,18 @@ def test_orbax_disk_full_is_translated_to_the_one_line():
         errno.ENOENT, "gone", "/f"
     )  # raised while handling: a bug
     assert cli.describe(buggy) is None
+
+
+def test_library_modules_define_no_flags():
+    # Libraries that tests and notebooks import beside a main must not define absl flags of their own
+    # (a `--batch_size` in the robustness library once clashed with `tljax.predict`'s).
+    code = (
+        "from absl import flags\n"
+        "import tljax.corruption_eval, tljax.adapt, tljax.train, tljax.imageopt, tljax.experiments\n"
+        "by_module = flags.FLAGS.flags_by_module_dict()\n"
+        "shared = {'tljax.cli', 'tljax.parallel.distributed'}\n"  # the flags every main takes
+        "print(sorted(m for m in by_module if m.startswith('tljax') and m not in shared))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.train import tiny_model
-from tljax import robustness
+from tljax import corruption_eval as robustness
 from tljax.data import corruptions
 from tljax.data.preprocess import normalize
 from tljax.train.state import make_key
