@@ -22,7 +22,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tljax.models.common import TapRecorder, adaptive_avg_pool, batch_norm, max_pool_torch
+from tljax.models.common import (
+    TapRecorder,
+    adaptive_avg_pool,
+    conv_bn_relu_taps,
+    max_pool_torch,
+)
 from tljax.models.registry import register
 
 # (kernel, padding, pooled after) of conv1..conv5.
@@ -84,32 +89,10 @@ class CaffeNet(nn.Module):
         for i, ((kernel, pad, pooled), features) in enumerate(
             zip(CONV_LAYOUT, self.widths, strict=True), start=1
         ):
-            x = nn.Conv(
-                features,
-                (kernel, kernel),
-                padding=((pad, pad), (pad, pad)),
-                kernel_init=kernel_init,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"conv{i}",
-            )(x)
-            if rec.add(f"conv{i}", x):
-                return rec.outputs
-            if self.batch_norm:
-                x = batch_norm(
-                    self,
-                    f"bn{i}",
-                    x,
-                    train=train,
-                    frozen_bn=self.frozen_bn,
-                    epsilon=1e-5,
-                    dtype=self.dtype,
-                    param_dtype=self.param_dtype,
-                )
-                if rec.add(f"bn{i}", x):
-                    return rec.outputs
-            x = nn.relu(x)
-            if rec.add(f"relu{i}", x):
+            x, done = conv_bn_relu_taps(
+                self, rec, x, str(i), features, kernel, pad, train=train, kernel_init=kernel_init
+            )
+            if done:
                 return rec.outputs
             if pooled:
                 x = max_pool_torch(x, 2, 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -94,6 +95,51 @@ def batch_norm(
         param_dtype=param_dtype,
         name=name,
     )(x)
+
+
+def conv_bn_relu_taps(
+    parent: nn.Module,
+    rec: TapRecorder,
+    x: Array,
+    suffix: str,
+    features: int,
+    kernel: int,
+    pad: int,
+    *,
+    train: bool,
+    kernel_init: Any,
+) -> tuple[Array, bool]:
+    """torch-style `conv{suffix}` (symmetric padding) → `bn{suffix}` (if `parent.batch_norm`) →
+    `relu{suffix}`, each recorded as a tap; returns the activation and whether every tap is recorded.
+
+    The unit of VGG-like nets. `parent` supplies `batch_norm`, `frozen_bn`, `dtype`, `param_dtype`.
+    """
+    x = nn.Conv(
+        features,
+        (kernel, kernel),
+        padding=((pad, pad), (pad, pad)),
+        kernel_init=kernel_init,
+        dtype=parent.dtype,
+        param_dtype=parent.param_dtype,
+        name=f"conv{suffix}",
+    )(x)
+    if rec.add(f"conv{suffix}", x):
+        return x, True
+    if parent.batch_norm:
+        x = batch_norm(
+            parent,
+            f"bn{suffix}",
+            x,
+            train=train,
+            frozen_bn=parent.frozen_bn,
+            epsilon=1e-5,
+            dtype=parent.dtype,
+            param_dtype=parent.param_dtype,
+        )
+        if rec.add(f"bn{suffix}", x):
+            return x, True
+    x = nn.relu(x)
+    return x, rec.add(f"relu{suffix}", x)
 
 
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

@@ -13,7 +13,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tljax.models.common import TapRecorder, adaptive_avg_pool, batch_norm, max_pool_torch
+from tljax.models.common import (
+    TapRecorder,
+    adaptive_avg_pool,
+    conv_bn_relu_taps,
+    max_pool_torch,
+)
 from tljax.models.registry import register
 
 # Output channels of the convs in each of the five stages.
@@ -95,33 +100,18 @@ class VGG(nn.Module):
         x = x.astype(self.dtype)
         for stage, widths in enumerate(VGG_STAGES[self.depth], start=1):
             for index, features in enumerate(widths, start=1):
-                suffix = f"{stage}_{index}"
-                x = nn.Conv(
+                x, done = conv_bn_relu_taps(
+                    self,
+                    rec,
+                    x,
+                    f"{stage}_{index}",
                     features,
-                    (3, 3),
-                    padding=((1, 1), (1, 1)),
+                    3,
+                    1,
+                    train=train,
                     kernel_init=conv_init,
-                    dtype=self.dtype,
-                    param_dtype=self.param_dtype,
-                    name=f"conv{suffix}",
-                )(x)
-                if rec.add(f"conv{suffix}", x):
-                    return rec.outputs
-                if self.batch_norm:
-                    x = batch_norm(
-                        self,
-                        f"bn{suffix}",
-                        x,
-                        train=train,
-                        frozen_bn=self.frozen_bn,
-                        epsilon=1e-5,
-                        dtype=self.dtype,
-                        param_dtype=self.param_dtype,
-                    )
-                    if rec.add(f"bn{suffix}", x):
-                        return rec.outputs
-                x = nn.relu(x)
-                if rec.add(f"relu{suffix}", x):
+                )
+                if done:
                     return rec.outputs
             x = max_pool_torch(x, 2, 2)
             if rec.add(f"pool{stage}", x):
