@@ -229,3 +229,27 @@ def test_device_augmix_jsd_batch_is_clean_then_two_views(photos):
     np.testing.assert_allclose(
         np.asarray(out["target"]), _smooth_numpy(np.arange(4), 0.1), atol=1e-6
     )
+
+
+def _primitives(jaxpr) -> set[str]:
+    """Every primitive name in a closed jaxpr, sub-jaxprs (scan bodies, switch branches) included."""
+    names = set()
+    for equation in jaxpr.eqns:
+        names.add(equation.primitive.name)
+        for value in equation.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(sub, "jaxpr"):
+                    names |= _primitives(sub.jaxpr if hasattr(sub.jaxpr, "eqns") else sub)
+                elif hasattr(sub, "eqns"):
+                    names |= _primitives(sub)
+    return names
+
+
+@pytest.mark.parametrize("image_ops", [("randaugment",), ("augmix",)])
+def test_families_switch_per_example_instead_of_computing_every_op(image_ops, photos):
+    # Vmapping the per-example op choice turns `lax.switch` into a select that runs every op on every
+    # image (40× slower at 224²); a real `cond` must survive in the compiled program, JSD views included.
+    normalised = (photos * 255.0 - np.asarray(MEAN)) / np.asarray(STD)
+    batch = {"image": jnp.asarray(normalised, jnp.float32), "label": jnp.arange(4)}
+    jaxpr = jax.make_jaxpr(_augment(image_ops=image_ops))(batch, jax.random.key(0))
+    assert "cond" in _primitives(jaxpr.jaxpr)

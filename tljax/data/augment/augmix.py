@@ -97,28 +97,40 @@ def draw(key: jax.Array, config: AugMixConfig) -> dict:
 
 
 def apply_draws(image: jax.Array, draws: dict, config: AugMixConfig) -> jax.Array:
-    """One image `[H, W, C]` in [0, 1] mixed by the drawn chains."""
+    """One image `[H, W, C]` in [0, 1] mixed by the drawn chains (not vmap this: see `augmix`)."""
     names = config.ops
 
-    # Chains are independent (vmap) and a chain's steps a scan: the op switch is traced once.
-    def chain(depth: jax.Array, op: jax.Array, magnitude: jax.Array, key: jax.Array) -> jax.Array:
+    # Chains and a chain's steps are scans, so the op switch is traced once and stays a real switch:
+    # steps past a chain's depth take the switch's identity branch and cost nothing.
+    def chain(mixed: jax.Array, per_chain: tuple) -> tuple[jax.Array, None]:
+        weight, depth, op, magnitude, key = per_chain
+
         def one_op(augmented: jax.Array, draw: tuple) -> tuple[jax.Array, None]:
             step, op, magnitude, key = draw
-            out = ops_lib.apply_op(op, names, augmented, magnitude, key)
-            return jnp.where(step < depth, out, augmented), None
+            return ops_lib.apply_op_if(step < depth, op, names, augmented, magnitude, key), None
 
-        return jax.lax.scan(one_op, image, (jnp.arange(MAX_DEPTH), op, magnitude, key))[0]
+        steps = (jnp.arange(MAX_DEPTH), op, magnitude, key)
+        return mixed + weight * jax.lax.scan(one_op, image, steps)[0], None
 
-    chains = jax.vmap(chain)(draws["depth"], draws["op"], draws["magnitude"], draws["key"])
-    mixed = jnp.tensordot(draws["weights"], chains, axes=1)
+    columns = (draws["weights"], draws["depth"], draws["op"], draws["magnitude"], draws["key"])
+    mixed = jax.lax.scan(chain, jnp.zeros_like(image), columns)[0]
     skip = draws["skip"]
     return jnp.clip((1.0 - skip) * image + skip * mixed, 0.0, 1.0)
 
 
+def augmix_examples(keys: jax.Array, images: jax.Array, config: AugMixConfig) -> jax.Array:
+    """AugMix a batch `[B, H, W, C]` in [0, 1] with one key per example, `keys [B]`.
+
+    The draws are vmapped; the images go through `lax.map` one at a time, so that every op choice is a
+    real switch (under `vmap` it would compute every op of the list for every image and step).
+    """
+    draws = jax.vmap(lambda k: draw(k, config))(keys)
+    return jax.lax.map(lambda x: apply_draws(x[0], x[1], config), (images, draws))
+
+
 def augmix(key: jax.Array, images: jax.Array, config: AugMixConfig) -> jax.Array:
     """AugMix a batch `[B, H, W, C]` in [0, 1], one independent draw per example."""
-    keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(lambda k, image: apply_draws(image, draw(k, config), config))(keys, images)
+    return augmix_examples(jax.random.split(key, images.shape[0]), images, config)
 
 
 def jsd_consistency(

@@ -63,15 +63,24 @@ class DeviceAugment:
         mean, std = jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.std, jnp.float32)
         return (images * 255.0 - mean) / std
 
-    def _image_ops(self, key: jax.Array, images: jax.Array) -> jax.Array:
+    def _image_ops(self, view_keys: jax.Array, images: jax.Array) -> jax.Array:
+        """`images [V·B, H, W, C]` (V stacked copies of a batch, in [0, 1]) through the image families,
+        view v's examples drawing from `view_keys[v]`."""
+        views = view_keys.shape[0]
+        batch = images.shape[0] // views
         for index, name in enumerate(self.image_ops):
-            family_key = jax.random.fold_in(key, index)
+            # Example i of view v gets split(fold_in(view_keys[v], index), B)[i]: one flat batch of
+            # V·B examples, so the families are traced once, and lax.map runs them one by one (a vmap
+            # over views would batch their op switches into selects that compute every op).
+            keys = jax.vmap(lambda k, i=index: jax.random.split(jax.random.fold_in(k, i), batch))(
+                view_keys
+            ).reshape(views * batch)
             if name == "randaugment":
                 assert self.randaugment is not None
-                images = randaugment_lib.randaugment(family_key, images, self.randaugment)
+                images = randaugment_lib.randaugment_examples(keys, images, self.randaugment)
             else:
                 assert self.augmix is not None
-                images = augmix_lib.augmix(family_key, images, self.augmix)
+                images = augmix_lib.augmix_examples(keys, images, self.augmix)
         return images
 
     def __call__(self, batch: dict[str, jax.Array], key: jax.Array) -> dict[str, jax.Array]:
@@ -81,16 +90,15 @@ class DeviceAugment:
         targets = mix_lib.soft_targets(labels, self.num_classes, self.label_smoothing)
         if self.views == 3:
             unit = self._to_unit(images)
-            # Both views in one vmap: the families are traced once, not once per view.
-            views = jax.vmap(self._image_ops, in_axes=(0, None))(jax.random.split(k_views, 2), unit)
-            augmented = self._from_unit(views).reshape(-1, *images.shape[1:])
+            views = self._image_ops(jax.random.split(k_views, 2), jnp.concatenate([unit, unit]))
+            augmented = self._from_unit(views)
             return {
                 "image": jnp.concatenate([images, augmented]),
                 "label": labels,
                 "target": targets,
             }
         if self.image_ops:
-            images = self._from_unit(self._image_ops(k_views, self._to_unit(images)))
+            images = self._from_unit(self._image_ops(k_views[None], self._to_unit(images)))
         if self.mix is not None:
             # Mixing is linear, so mixing normalised images equals normalising mixed ones.
             images, targets = mix_lib.apply_draws(

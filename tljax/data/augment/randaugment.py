@@ -6,9 +6,10 @@ scale. With `magnitude_std > 0` each application draws its magnitude from N(M, s
 clipped to [0, 10]. The op list is timm's `_RAND_INCREASING_TRANSFORMS` (see `ops` for the magnitude
 maps), so a larger M is always stronger.
 
-All randomness comes from one key per example; the op choice is a `lax.switch`, so under `vmap` every
-op of the list is computed for every example and one is selected: the price of a single compiled
-program with per-example choices.
+All randomness comes from one key per example. The draws are vmapped (cheap); the images go through
+`lax.map`, one example at a time, so each op choice is a real `lax.switch` that runs only the drawn op
+(and nothing when the op is not applied). Vmapping the images instead would turn the switch into a
+select computing every op of the list for every image: 40× slower at 224² on a CPU (`bench/augment.py`).
 """
 
 from __future__ import annotations
@@ -78,19 +79,25 @@ def draw(key: jax.Array, config: RandAugmentConfig) -> dict:
 
 
 def apply_draws(image: jax.Array, draws: dict, config: RandAugmentConfig) -> jax.Array:
-    """One image `[H, W, C]` in [0, 1] through the drawn ops, in order."""
+    """One image `[H, W, C]` in [0, 1] through the drawn ops, in order (not vmap this: see above)."""
 
     # A scan, so the op switch is traced (and compiled) once however many ops are applied.
     def one_op(image: jax.Array, draw: tuple) -> tuple[jax.Array, None]:
         op, apply, magnitude, key = draw
-        out = ops_lib.apply_op(op, config.ops, image, magnitude, key)
-        return jnp.where(apply, out, image), None
+        return ops_lib.apply_op_if(apply, op, config.ops, image, magnitude, key), None
 
     columns = (draws["op"], draws["apply"], draws["magnitude"], draws["key"])
     return jax.lax.scan(one_op, image, columns)[0]
 
 
+def randaugment_examples(
+    keys: jax.Array, images: jax.Array, config: RandAugmentConfig
+) -> jax.Array:
+    """RandAugment a batch `[B, H, W, C]` in [0, 1] with one key per example, `keys [B]`."""
+    draws = jax.vmap(lambda k: draw(k, config))(keys)
+    return jax.lax.map(lambda x: apply_draws(x[0], x[1], config), (images, draws))
+
+
 def randaugment(key: jax.Array, images: jax.Array, config: RandAugmentConfig) -> jax.Array:
     """RandAugment a batch `[B, H, W, C]` in [0, 1], one independent draw per example."""
-    keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(lambda k, image: apply_draws(image, draw(k, config), config))(keys, images)
+    return randaugment_examples(jax.random.split(key, images.shape[0]), images, config)
