@@ -126,3 +126,61 @@ def test_tent_refuses_a_model_without_bn():
         assert "no BN scale/bias" in str(e)
     else:
         raise AssertionError("tent accepted a model without BatchNorm")
+
+
+def test_adabn_of_some_layers_keeps_the_others_and_feeds_them_running_statistics():
+    # finetune_top's case: stem_bn stands for the frozen backbone (pretraining statistics), block1_bn
+    # for a trained top layer. Only block1_bn is re-estimated, on inputs computed with stem_bn's
+    # running statistics: the inference-mode features the layers above were trained on.
+    model, variables = _model_and_variables()
+    with_stem_stats = {
+        **variables,
+        "batch_stats": {
+            **variables["batch_stats"],
+            "stem_bn": {"mean": jnp.full((8,), 0.3), "var": jnp.full((8,), 2.5)},
+        },
+    }
+    target = _target(2)
+    adapted = adapt.adabn(model, with_stem_stats, [jnp.asarray(target)], layers=("block1_bn",))
+    for leaf in ("mean", "var"):
+        assert (
+            np.asarray(adapted["batch_stats"]["stem_bn"][leaf]).tobytes()
+            == np.asarray(with_stem_stats["batch_stats"]["stem_bn"][leaf]).tobytes()
+        )
+    _, state = model.apply(
+        with_stem_stats, target, train=False, capture_intermediates=True, mutable=["intermediates"]
+    )
+    x = np.asarray(state["intermediates"]["block1_conv"]["__call__"][0], np.float64)
+    stats = adapted["batch_stats"]["block1_bn"]
+    np.testing.assert_allclose(stats["mean"], x.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats["var"], x.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    # Adapting every layer instead moves stem_bn too: a different network.
+    everything = adapt.adabn(model, with_stem_stats, [jnp.asarray(target)])
+    assert not np.allclose(everything["batch_stats"]["block1_bn"]["var"], stats["var"])
+
+
+def test_tent_of_some_layers_moves_only_their_affine_parameters():
+    model, variables = _model_and_variables()
+    batches = [jnp.asarray(_target(s, n=8)) for s in range(2)]
+    logits, adapted = adapt.tent(
+        model, variables, batches, steps=3, tx=optax.adam(0.05), layers=("block1_bn",)
+    )
+    before, after = _flat(variables["params"]), _flat(adapted["params"])
+    moved = {path for path in before if before[path].tobytes() != np.asarray(after[path]).tobytes()}
+    assert moved == {"block1_bn/scale", "block1_bn/bias"}
+    # stem_bn normalised with its running statistics throughout: the eval-mode stem.
+    kept = model.clone(frozen_bn=("stem_bn",))
+    with adapt.no_dropout():
+        expected, _ = kept.apply(adapted, batches[-1], train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(logits[-1], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_adapting_an_unknown_layer_names_the_valid_ones():
+    model, variables = _model_and_variables()
+    for call in (adapt.adabn, lambda *a, **k: adapt.tent(*a, **k)):
+        try:
+            call(model, variables, [jnp.zeros((2, 16, 16, 3))], layers=("block9_bn",))
+        except ValueError as e:
+            assert "block9_bn" in str(e) and "stem_bn" in str(e) and "block1_bn" in str(e)
+        else:
+            raise AssertionError("an unknown BN layer was accepted")

@@ -36,3 +36,21 @@ def test_evaluate_robustness_scores_every_corruption_and_adaptation():
         values = [v for a in r["accuracies"].values() for v in a.values()]
         assert len(values) == 4 and all(0.0 <= v <= 1.0 for v in values)
         np.testing.assert_allclose(r["corruption_accuracy"], np.mean(values))
+
+
+def test_trained_bn_layers_follow_the_runs_bn_policy():
+    from tljax.train.defaults import default_config
+
+    model = tiny_model.TinyCNN(num_classes=4)
+    variables = {k: dict(v) for k, v in model.init(make_key(0), jnp.zeros((1, 16, 16, 3))).items()}
+    config = default_config()
+    with config.unlocked():
+        config.recipe = "scratch"
+    assert robustness.trained_bn_layers(config, model, variables) == ("stem_bn", "block1_bn")
+    with config.unlocked():
+        config.recipe = "finetune_top"
+        config.optim.trainable_stages = 2  # block1 + classifier train; the stem stays frozen
+    assert robustness.trained_bn_layers(config, model, variables) == ("block1_bn",)
+    with config.unlocked():
+        config.bn.rules = (("stem_bn", "update"), (".*", "frozen"))
+    assert robustness.trained_bn_layers(config, model, variables) == ("stem_bn",)

@@ -15,15 +15,26 @@ that need no target labels:
   reference leaves whatever `model.train()` turns on), and the predictions returned for a batch are made
   *after* its steps (the reference returns those of the forward pass before its single step).
 
-Both functions take images only (normalised, `[B, H, W, 3]`): they cannot see a label. The model should be
-built with `frozen_bn=()` so that every BN layer uses batch statistics in training mode.
+Both functions take images only (normalised, `[B, H, W, 3]`): they cannot see a label.
+
+**Which BN layers to adapt (`layers`).** AdaBN's premise is that a BN layer's running statistics are
+those of the data the network was trained on, so that swapping in the target's statistics undoes the
+domain shift. That holds for a layer whose statistics were estimated on the training set (every layer
+of a `scratch` or `finetune_all` run). It does not hold for a layer whose statistics stayed frozen at the
+*pretraining* data's (the lower backbone of `finetune_top`): the layers above were trained on features
+normalised with ImageNet's statistics, and re-estimating them on the target shifts every feature the
+head was trained on (the README's robustness section has the collapse this caused). So both functions take `layers`, the BN module paths to adapt (default:
+all); the others keep their running statistics and affine parameters, in training mode too, exactly as
+during training. `tljax.corruption_eval.trained_bn_layers` gives a run's own choice: the layers whose
+statistics its BN policy updated on the training data.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 
 import flax.linen as nn
 import jax
@@ -36,16 +47,41 @@ from tljax.train.loop import recompute_bn_statistics
 from tljax.typing import PyTree
 
 
-def bn_affine_paths(variables: PyTree) -> tuple[str, ...]:
-    """The leaf paths of the BN layers' scales and biases (`"stem_bn/scale"`, `"stem_bn/bias"`, ...)."""
-    layers = set(bn_module_paths(variables["batch_stats"]))
+def bn_affine_paths(variables: PyTree, layers: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The leaf paths of the BN layers' scales and biases (`"stem_bn/scale"`, `"stem_bn/bias"`, ...),
+    of the BN modules in `layers` only when given."""
+    selected = set(bn_module_paths(variables["batch_stats"]) if layers is None else layers)
     flat = traverse_util.flatten_dict(dict(variables["params"]), sep="/")
-    paths = tuple(sorted(k for k in flat if k.rsplit("/", 1)[0] in layers))
+    paths = tuple(sorted(k for k in flat if k.rsplit("/", 1)[0] in selected))
     if not paths:
         raise ValueError(
             "the model has no BN scale/bias parameters to adapt (TENT needs BatchNorm)"
+            + ("" if layers is None else f" in the layers {sorted(selected)}")
         )
     return paths
+
+
+def adapting(
+    model: nn.Module, variables: PyTree, layers: Sequence[str] | None
+) -> tuple[nn.Module, tuple[str, ...]]:
+    """`model` set up so that in training mode exactly the BN layers in `layers` (default: all) use batch
+    statistics, the others their running ones; and those layers as a tuple. An unknown layer, or a
+    subset on a model without a `frozen_bn` field, is an error naming the valid layers."""
+    every = bn_module_paths(variables["batch_stats"])
+    chosen = tuple(every) if layers is None else tuple(layers)
+    unknown = sorted(set(chosen) - set(every))
+    if unknown:
+        raise ValueError(
+            f"unknown BN layer(s) to adapt: {unknown[:10]}; the model's BN layers: {every[:40]}"
+        )
+    kept = [re.escape(path) for path in every if path not in set(chosen)]
+    if hasattr(model, "frozen_bn"):
+        model = model.clone(frozen_bn=tuple(kept))
+    elif kept:
+        raise ValueError(
+            f"{type(model).__name__} has no frozen_bn field: it can only adapt all of its BN layers"
+        )
+    return deterministic(model), chosen
 
 
 def deterministic(model: nn.Module) -> nn.Module:
@@ -71,20 +107,24 @@ def no_dropout() -> Iterator[None]:
         yield
 
 
-def adabn(model: nn.Module, variables: PyTree, target_batches: Iterable[jax.Array]) -> PyTree:
-    """AdaBN: `variables` with every BN layer's running statistics re-estimated on `target_batches`.
+def adabn(
+    model: nn.Module,
+    variables: PyTree,
+    target_batches: Iterable[jax.Array],
+    *,
+    layers: Sequence[str] | None = None,
+) -> PyTree:
+    """AdaBN: `variables` with the running statistics of the BN layers in `layers` (default: every BN
+    layer) re-estimated on `target_batches`; the other layers' statistics are kept and used as they are.
 
     `target_batches` are unlabelled normalised images `[B, H, W, 3]` (equal batch sizes); the parameters
     are returned unchanged. Dropout and stochastic depth are off while the statistics are gathered, so
     the result is deterministic.
     """
-    model = deterministic(model)
+    model, layers = adapting(model, variables, layers)
     with no_dropout():
         stats = recompute_bn_statistics(
-            model,
-            variables,
-            bn_module_paths(variables["batch_stats"]),
-            ({"image": images} for images in target_batches),
+            model, variables, layers, ({"image": images} for images in target_batches)
         )
     return {**variables, "batch_stats": stats}
 
@@ -136,8 +176,12 @@ def tent(
     *,
     steps: int = 1,
     tx: optax.GradientTransformation | None = None,
+    layers: Sequence[str] | None = None,
 ) -> tuple[list[jax.Array], PyTree]:
     """TENT: adapts the BN scales/biases on each unlabelled batch by entropy minimisation, online.
+
+    Only the BN layers in `layers` (default: all) normalise with the batch's statistics and have their
+    scale and bias adapted; the others run on their running statistics, unchanged.
 
     For each batch of normalised images `[B, H, W, 3]`: `steps` updates of `tx` (default Adam 1e-3, the
     paper's ImageNet-C choice for small batches) on `mean_entropy` of the predictions made with the
@@ -147,9 +191,9 @@ def tent(
     """
     if steps < 1:
         raise ValueError(f"tent needs at least one step per batch, got steps={steps}")
-    model = deterministic(model)
+    model, layers = adapting(model, variables, layers)
     tx = DEFAULT_TENT_OPTIMIZER if tx is None else tx
-    affine, frozen = split_params(variables["params"], bn_affine_paths(variables))
+    affine, frozen = split_params(variables["params"], bn_affine_paths(variables, layers))
     batch_stats = variables["batch_stats"]
     opt_state = tx.init(affine)
     adapt_batch = _tent_step(model, int(steps), tx)

@@ -8,7 +8,9 @@ reads a finished tljax run (`run:RUN` final variables, its own data config), cor
 (`tljax.data.corruptions`, every corruption × severity 1–5, seeded), and writes `RUN/robustness.json`
 (atomic): for each adaptation the clean accuracy and `accuracies[corruption][severity]`. Adaptation is
 reset for every (corruption, severity) set, as in the TENT paper's protocol, and sees the test images
-only: labels are read after the predictions, for scoring.
+only: labels are read after the predictions, for scoring. It adapts the BN layers whose statistics the
+run estimated on its own training data (`trained_bn_layers`, see `tljax.adapt`): all of them for
+`scratch`, the top ones for `finetune_top`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from tljax import adapt
 from tljax.data import corruptions
 from tljax.data import preprocess as preprocess_lib
+from tljax.optim import bn_module_paths
 from tljax.typing import Config, PyTree
 
 ADAPTATIONS = ("none", "adabn", "tent")
@@ -54,9 +57,11 @@ def predict(
     batch_size: int = 100,
     tent_steps: int = 1,
     forward: Any = None,
+    adapt_layers: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Predicted classes `int [N']` for RGB `pixels` 0..255 `[N, H, W, 3]` (N' = N rounded down to a
-    multiple of `batch_size`) after `adaptation` ∈ {none, adabn, tent} on these pixels (no labels)."""
+    multiple of `batch_size`) after `adaptation` ∈ {none, adabn, tent} of the BN layers `adapt_layers`
+    (default: all) on these pixels (no labels)."""
     if adaptation not in ADAPTATIONS:
         raise ValueError(f"unknown adaptation {adaptation!r}; known: {', '.join(ADAPTATIONS)}")
     batches = [
@@ -64,10 +69,10 @@ def predict(
         for b in _batches(pixels, batch_size)
     ]
     if adaptation == "tent":
-        logits, _ = adapt.tent(model, variables, batches, steps=tent_steps)
+        logits, _ = adapt.tent(model, variables, batches, steps=tent_steps, layers=adapt_layers)
         return np.concatenate([np.asarray(jnp.argmax(x, -1)) for x in logits])
     if adaptation == "adabn":
-        variables = adapt.adabn(model, variables, batches)
+        variables = adapt.adabn(model, variables, batches, layers=adapt_layers)
     forward = forward or eval_forward(model)
     return np.concatenate([np.asarray(forward(variables, b)) for b in batches])
 
@@ -85,11 +90,12 @@ def evaluate_robustness(
     seed: int = 0,
     batch_size: int = 100,
     tent_steps: int = 1,
+    adapt_layers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Clean and corrupted accuracy of `model` on `pixels` (RGB 0..255 `[N, H, W, 3]`, the network's
-    input size) for each adaptation: `{adaptation: {"clean_accuracy", "accuracies": {name: {s: acc}},
-    "corruption_accuracy"}}` plus `"examples"`. The same corrupted images serve every adaptation."""
-    model = model.clone(frozen_bn=()) if hasattr(model, "frozen_bn") else model
+    input size) for each adaptation of the BN layers `adapt_layers` (default: all):
+    `{adaptation: {"clean_accuracy", "accuracies": {name: {s: acc}}, "corruption_accuracy"}}` plus
+    `"examples"` and `"adapted_bn_layers"`. The same corrupted images serve every adaptation."""
     n = (len(pixels) // batch_size) * batch_size
     truth = np.asarray(labels)[:n]
     forward = eval_forward(model)
@@ -104,6 +110,7 @@ def evaluate_robustness(
             batch_size=batch_size,
             tent_steps=tent_steps,
             forward=forward,
+            adapt_layers=adapt_layers,
         )
         return float(np.mean(predicted == truth))
 
@@ -112,7 +119,9 @@ def evaluate_robustness(
         for name in names
         for s in severities
     }
-    results: dict[str, Any] = {"examples": int(n)}
+    every = bn_module_paths(variables["batch_stats"])
+    adapted = len(every) if adapt_layers is None else len(adapt_layers)
+    results: dict[str, Any] = {"examples": int(n), "adapted_bn_layers": f"{adapted}/{len(every)}"}
     for adaptation in adaptations:
         accuracies: dict[str, dict[int, float]] = {name: {} for name in names}
         for (name, s), images in corrupted.items():
@@ -123,6 +132,17 @@ def evaluate_robustness(
             "accuracies": {k: {str(s): v for s, v in a.items()} for k, a in accuracies.items()},
         }
     return results
+
+
+def trained_bn_layers(config: Config, model: nn.Module, variables: PyTree) -> tuple[str, ...]:
+    """The BN layers whose running statistics the run `config` estimated on its training data: those its
+    BN policy (`config.bn.rules`, default: follow the parameter groups) updated, in tree order. For
+    `scratch` that is every layer; for `finetune_top` the trained top, not the frozen backbone whose
+    statistics are still the pretraining data's."""
+    from tljax.train import setup
+
+    decisions = setup.build_groups(config, model, variables).bn_decisions
+    return tuple(path for path, decision in decisions.items() if decision == "update")
 
 
 def test_pixels(config: Config) -> tuple[np.ndarray, np.ndarray, Any]:

@@ -1,6 +1,7 @@
 """Command line of the robustness evaluation (`tljax.corruption_eval` holds the library).
 
     python -m tljax.robustness --workdir=RUN [--test_per_class=100] [--adapt=none,adabn,tent]
+        [--adapt_layers=trained|all]
 
 scores a finished run's final variables on the corruption suite and writes `RUN/robustness.json`.
 """
@@ -13,7 +14,13 @@ from pathlib import Path
 from absl import flags
 
 from tljax import cli, fileio
-from tljax.corruption_eval import ADAPTATIONS, evaluate_robustness, recorded_config, test_pixels
+from tljax.corruption_eval import (
+    ADAPTATIONS,
+    evaluate_robustness,
+    recorded_config,
+    test_pixels,
+    trained_bn_layers,
+)
 from tljax.data import corruptions
 from tljax.errors import UserError
 
@@ -32,6 +39,14 @@ _CORRUPTIONS = flags.DEFINE_list(
 )
 _SEVERITIES = flags.DEFINE_list("severities", ["1", "2", "3", "4", "5"], "Severities to evaluate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the corruptions' random draws.")
+_ADAPT_LAYERS = flags.DEFINE_enum(
+    "adapt_layers",
+    "trained",
+    ["trained", "all"],
+    "BN layers AdaBN/TENT adapt: 'trained' = those whose statistics the run estimated on its training "
+    "data (its BN policy; see tljax.adapt), 'all' = every BN layer (the papers' setting, which assumes "
+    "that is the same set).",
+)
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Test batch (the unit of AdaBN/TENT statistics).")
 
 
@@ -62,6 +77,9 @@ def main(argv: Sequence[str]) -> None:
     model = models.get(meta["model"], num_classes=int(meta["num_classes"]))
     variables = runs.load_run(source, model)
     pixels, labels, preprocessing = test_pixels(config)
+    layers = (
+        trained_bn_layers(config, model, variables) if _ADAPT_LAYERS.value == "trained" else None
+    )
     results = evaluate_robustness(
         model,
         variables,
@@ -73,6 +91,7 @@ def main(argv: Sequence[str]) -> None:
         severities=[int(s) for s in _SEVERITIES.value],
         seed=_SEED.value,
         batch_size=_BATCH.value,
+        adapt_layers=layers,
     )
     out = Path(_OUT.value) if _OUT.value else workdir / "robustness.json"
     fileio.atomic_write_json(out, {"workdir": str(workdir), **results})
@@ -80,7 +99,8 @@ def main(argv: Sequence[str]) -> None:
         r = results[adaptation]
         print(
             f"{adaptation}: clean {100 * r['clean_accuracy']:.2f}%  "
-            f"corrupted {100 * r['corruption_accuracy']:.2f}%  ({results['examples']} images) → {out}"
+            f"corrupted {100 * r['corruption_accuracy']:.2f}%  ({results['examples']} images, "
+            f"{results['adapted_bn_layers']} BN layers adapted) → {out}"
         )
 
 
