@@ -1,8 +1,16 @@
-"""ResNet18/34/50/101/152 in torchvision's layout (He et al. 2015; stride on the 3×3 conv, "v1.5").
+"""ResNet18/34/50/101/152 (He et al. 2015) in torchvision's layout, and Keras Applications' variant.
 
-Module names mirror torchvision's state_dict (`conv1`, `bn1`, `layer1_0/conv1`, `layer1_0/downsample_conv`,
-…), the classifier is `classifier`. Taps: `stem` (after the max-pool), `layer{i}.{j}` (every block output),
-`pool` (global average), `logits`.
+Two variants of the bottleneck ResNets exist, and their weights do not fit each other:
+
+* `resnet50` (torchvision, "v1.5"): the stride-2 of a stage's first block is on its 3×3 conv; convs
+  have no bias; BN epsilon 1e-5.
+* `resnet50_keras` (Keras Applications `ResNet50`/`101`/`152`, "v1" as in the paper): the stride is on
+  the block's first 1×1 conv, every conv has a bias, BN epsilon 1.001e-5. Its weights come from Keras
+  files (`tljax.weights.keras_tables`, Keras names `conv{s}_block{b}_{k}_conv` → `layer{s-1}_{b-1}/conv{k}`).
+
+Both share the module names, which mirror torchvision's state_dict (`conv1`, `bn1`, `layer1_0/conv1`,
+`layer1_0/downsample_conv`, …), the classifier is `classifier`, and the taps: `stem` (after the
+max-pool), `layer{i}.{j}` (every block output), `pool` (global average), `logits`.
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ class ResidualBlock(nn.Module):
     dtype: Any
     param_dtype: Any
     conv: ModuleDef = Conv
+    stride_in_1x1: bool = False  # True: "v1" (Keras), the stride on the first 1×1 conv
+    conv_bias: bool = False
+    bn_epsilon: float = 1e-5
 
     def _conv(self, features, kernel, stride, name):
         pad = kernel // 2  # torchvision's symmetric padding (not 'SAME' on the stride-2 convs)
@@ -51,7 +62,7 @@ class ResidualBlock(nn.Module):
             (kernel, kernel),
             strides=(stride, stride),
             padding=((pad, pad), (pad, pad)),
-            use_bias=False,
+            use_bias=self.conv_bias,
             kernel_init=conv_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -65,7 +76,7 @@ class ResidualBlock(nn.Module):
             x,
             train=self.train,
             frozen_bn=self.frozen_bn,
-            epsilon=1e-5,
+            epsilon=self.bn_epsilon,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -75,8 +86,10 @@ class ResidualBlock(nn.Module):
         out_features = self.features * (4 if self.bottleneck else 1)
         residual = x
         if self.bottleneck:
-            y = nn.relu(self._bn("bn1", self._conv(self.features, 1, 1, "conv1")(x)))
-            y = nn.relu(self._bn("bn2", self._conv(self.features, 3, self.stride, "conv2")(y)))
+            # A 1×1 conv with stride 2 and no padding reads pixels 0, 2, 4, … of either input parity.
+            s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
+            y = nn.relu(self._bn("bn1", self._conv(self.features, 1, s1, "conv1")(x)))
+            y = nn.relu(self._bn("bn2", self._conv(self.features, 3, s3, "conv2")(y)))
             y = self._bn("bn3", self._conv(out_features, 1, 1, "conv3")(y))
         else:
             y = nn.relu(self._bn("bn1", self._conv(self.features, 3, self.stride, "conv1")(x)))
@@ -98,7 +111,10 @@ RESNET_LAYERS: dict[int, tuple[tuple[int, ...], bool]] = {
 
 
 class ResNet(nn.Module):
-    """ResNet of `depth` ∈ {18, 34, 50, 101, 152}; `include_top=False` returns pooled features [B, C]."""
+    """ResNet of `depth` ∈ {18, 34, 50, 101, 152}; `include_top=False` returns pooled features [B, C].
+
+    `stride_in_1x1`, `conv_bias`, `bn_epsilon` select the Keras "v1" variant (see the module docstring).
+    """
 
     depth: int = 50
     num_classes: int = 1000
@@ -107,6 +123,9 @@ class ResNet(nn.Module):
     param_dtype: Any = jnp.float32
     frozen_bn: Sequence[str] = ()
     conv: ModuleDef = Conv  # every convolution; `nn.Conv` runs flax's (same variables)
+    stride_in_1x1: bool = False
+    conv_bias: bool = False
+    bn_epsilon: float = 1e-5
 
     def _blocks(self) -> list[tuple[str, str, int, int]]:
         """(module name, tap name, features, stride) of every residual block, in order."""
@@ -160,7 +179,7 @@ class ResNet(nn.Module):
             (7, 7),
             strides=(2, 2),
             padding=((3, 3), (3, 3)),
-            use_bias=False,
+            use_bias=self.conv_bias,
             kernel_init=conv_init,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -172,10 +191,11 @@ class ResNet(nn.Module):
             x,
             train=train,
             frozen_bn=self.frozen_bn,
-            epsilon=1e-5,
+            epsilon=self.bn_epsilon,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
+        # Keras zero-pads before this pool where torch pads -inf: the same after the ReLU (x >= 0).
         x = max_pool_torch(nn.relu(x), 3, 2, padding=1)
         if rec.add("stem", x):
             return rec.outputs
@@ -189,6 +209,9 @@ class ResNet(nn.Module):
                 self.dtype,
                 self.param_dtype,
                 self.conv,
+                self.stride_in_1x1,
+                self.conv_bias,
+                self.bn_epsilon,
                 name=name,
             )(x)
             if rec.add(tap, x):
@@ -218,3 +241,20 @@ def _make(depth: int):
 
 for _depth in RESNET_LAYERS:
     register(f"resnet{_depth}")(_make(_depth))
+
+
+def _make_keras(depth: int):
+    def build(**kwargs) -> ResNet:
+        return ResNet(
+            depth=depth, stride_in_1x1=True, conv_bias=True, bn_epsilon=1.001e-5, **kwargs
+        )
+
+    build.__doc__ = (
+        f'ResNet-{depth} in Keras Applications\' layout ("v1": stride on the first 1×1 conv, conv '
+        "biases, BN epsilon 1.001e-5); not interchangeable with torchvision's v1.5 `resnet{depth}`."
+    )
+    return build
+
+
+for _depth in (50, 101, 152):  # the depths Keras Applications publishes
+    register(f"resnet{_depth}_keras")(_make_keras(_depth))

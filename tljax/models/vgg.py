@@ -3,6 +3,7 @@
 Simonyan & Zisserman 2014. Every 3×3 conv uses padding 1, max-pools are 2×2/2 (`ceil_mode=False`), and
 the classifier sees torchvision's adaptive 7×7 average pool, so any input of at least 32 px works and
 gives torchvision's numbers. Tap names follow the paper's `conv{stage}_{index}` convention.
+`vgg16_keras`/`vgg19_keras` are the same network without dropout, for Keras Applications' weights.
 """
 
 from __future__ import annotations
@@ -164,3 +165,20 @@ def _make(depth: int, bn: bool):
 for _depth in VGG_STAGES:
     register(f"vgg{_depth}")(_make(_depth, False))
     register(f"vgg{_depth}_bn")(_make(_depth, True))
+
+
+def _make_keras(depth: int):
+    def build(**kwargs) -> VGG:
+        kwargs.setdefault("dropout_rate", 0.0)  # Keras' fc1/fc2 have no dropout
+        return VGG(depth=depth, **kwargs)
+
+    build.__doc__ = (
+        f"VGG{depth} for Keras Applications' weights (`block{{s}}_conv{{i}}`, `fc1`, `fc2`, "
+        "`predictions`; NHWC flatten, no dropout). The same network as torchvision's; Keras itself runs "
+        "the top at 224x224 only, tljax's adaptive 7x7 pool (the identity at 224) at any size."
+    )
+    return build
+
+
+for _depth in (16, 19):
+    register(f"vgg{_depth}_keras")(_make_keras(_depth))

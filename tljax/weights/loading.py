@@ -1,7 +1,8 @@
 """`load(name_or_path, model)`: resolve a weight file, read it safely, port it, return Flax variables.
 
-Accepts a registered name (`"resnet50"`, `"efficientnet_lite0"`), a PyTorch `.pth` / `.safetensors`
-file, or a directory written by `python -m tljax.convert` (an orbax checkpoint that needs no torch).
+Accepts a registered name (`"resnet50"`, `"efficientnet_lite0"`, `"keras.resnet50"`), a PyTorch `.pth` /
+`.safetensors` file, a Keras `.h5` / `.weights.h5` / `.keras` file (`tljax.weights.keras`), or a
+directory written by `python -m tljax.convert` (an orbax checkpoint that needs no torch).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tljax import models
 from tljax.fileio import atomic_write_json
 from tljax.models.common import init_size
 from tljax.rng import make_key
+from tljax.weights.keras import is_keras_file
+from tljax.weights.keras_port import load_keras
 from tljax.weights.porting import (
     WeightMismatchError,
     abstract_variables,
@@ -124,6 +127,7 @@ def load(
     rng: jax.Array | None = None,
     cache_dir: str | os.PathLike | None = None,
     download: bool = True,
+    bgr_to_rgb: bool | None = None,
 ) -> dict:
     """Flax variables (`{'params', 'batch_stats'}`) for `model` from a registered name, file or directory,
     or a finished training run (`"run:WORKDIR"`: its final variables; `"run:WORKDIR#best"`: its best).
@@ -131,6 +135,8 @@ def load(
     Without `model`, the architecture comes from the registry entry (or is inferred from the file) with the
     file's number of classes. `skip` lists regexes of Flax paths (e.g. `classifier/.*`) kept from a fresh
     init instead of loaded: a backbone with a new head. Every other key must match exactly.
+    `bgr_to_rgb` (Keras files): fold Keras' 'caffe' BGR input order into the first conv so the model
+    reads RGB; by default on for registered 'caffe' weights and off for files given by path.
     """
     if str(name_or_path).startswith("run:"):
         from tljax.weights.runs import load_run  # runs.py reuses this module's checks
@@ -141,7 +147,15 @@ def load(
         return load_converted(path, model, skip=skip, rng=rng)
     # resolve first: a path that does not exist is "no such file", not an unknown registered name.
     resolved = resolve(name_or_path, cache_dir=cache_dir, download=download)
-    arch = None if path.exists() else get_spec(str(name_or_path)).arch
+    spec = None if path.exists() else get_spec(str(name_or_path))
+    arch = spec.arch if spec is not None else None
+    if is_keras_file(resolved):
+        if bgr_to_rgb is None:
+            bgr_to_rgb = spec is not None and spec.keras_mode == "caffe"
+        if model is None and arch is not None:
+            model = models.get(arch)
+        variables, _, _ = load_keras(resolved, model, skip=skip, rng=rng, bgr_to_rgb=bgr_to_rgb)
+        return variables
     state_dict = read_state_dict(resolved)
     if model is None:
         arch = arch or infer_architecture(state_dict)
@@ -246,7 +260,23 @@ def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Pat
     that `load` reads without torch; returns the directory. The architecture comes from `arch`, the
     registry, or the file's keys."""
     path = Path(weights_name_or_path).expanduser()
-    state_dict = read_state_dict(resolve(weights_name_or_path))
+    resolved = resolve(weights_name_or_path)
+    if is_keras_file(resolved):
+        spec = None if path.exists() else get_spec(weights_name_or_path)
+        arch = arch or (spec.arch if spec is not None else None)
+        variables, inferred, num_classes = load_keras(
+            resolved,
+            models.get(arch) if arch else None,
+            bgr_to_rgb=spec is not None and spec.keras_mode == "caffe",
+        )
+        return save_converted(
+            variables,
+            Path(out).expanduser(),
+            arch=str(arch or inferred),
+            weights=str(weights_name_or_path),
+            num_classes=num_classes,
+        )
+    state_dict = read_state_dict(resolved)
     if arch is None:
         arch = (
             infer_architecture(state_dict) if path.exists() else get_spec(weights_name_or_path).arch

@@ -42,7 +42,7 @@ class Entry:
 
     source: str
     target: tuple[str, ...]  # ('params', 'layer1_0', 'conv1', 'kernel')
-    kind: str  # conv | dense | dense_nchw7 | copy
+    kind: str  # conv | dense | dense_nchw7 | copy | keras_depthwise
 
 
 def _conv(src: str, dst: str, bias: bool = False) -> list[Entry]:
@@ -242,6 +242,11 @@ def convert_tensor(value: np.ndarray, kind: str) -> np.ndarray:
         return value.transpose(2, 3, 1, 0)
     if kind == "dense":
         return value.T
+    if (
+        kind == "keras_depthwise"
+    ):  # Keras [kh, kw, in, mult] → [kh, kw, 1, in·mult] (channel i·mult + m)
+        kh, kw, channels, mult = value.shape
+        return value.reshape(kh, kw, 1, channels * mult)
     if kind == "dense_nchw7":
         # torchvision flattens [512, 7, 7] (C,H,W); tljax flattens [7, 7, 512] (H,W,C).
         out_features, in_features = value.shape
@@ -261,12 +266,14 @@ def source_shape(target_shape: Sequence[int], kind: str) -> tuple[int, ...]:
         return (shape[3], shape[2], shape[0], shape[1])
     if kind in ("dense", "dense_nchw7") and len(shape) == 2:
         return (shape[1], shape[0])
+    if kind == "keras_depthwise" and len(shape) == 4:  # depth multiplier 1
+        return (shape[0], shape[1], shape[3], 1)
     return shape
 
 
 def _convertible(value: np.ndarray, kind: str) -> bool:
     """Whether `convert_tensor` can rearrange `value` at all (right rank; fc6 inputs a multiple of 7x7)."""
-    if kind == "conv":
+    if kind in ("conv", "keras_depthwise"):
         return value.ndim == 4
     if kind == "dense":
         return value.ndim == 2
@@ -308,6 +315,8 @@ def port_state_dict(
     skip: Sequence[str] = (),
     init_variables: Mapping | None = None,
     rng: jax.Array | None = None,
+    table_fn: Callable[[nn.Module], list[Entry]] = name_table,
+    source_format: str = "PyTorch",
 ) -> tuple[dict, PortReport]:
     """Converts a PyTorch `state_dict` into `model`'s Flax variables, strictly.
 
@@ -315,9 +324,10 @@ def port_state_dict(
     loaded from the file (they keep `init_variables`, or a fresh `model.init(rng)`); their source keys may
     be present with any shape, or absent. A model built with `include_top=False` takes a full file and
     drops its head (named in the report). Anything else missing, unexpected or mis-shaped raises
-    `WeightMismatchError` naming every offending key. Returns (variables, report).
+    `WeightMismatchError` naming every offending key. Returns (variables, report). `table_fn` and
+    `source_format` let another source reuse the machinery (`tljax.weights.keras_tables` for Keras).
     """
-    table = name_table(model)
+    table = table_fn(model)
     expected = flatten_dict(abstract_variables(model))
     table_targets = {e.target for e in table}
     if table_targets != set(expected):  # a bug in a table, never a user error
@@ -344,7 +354,7 @@ def port_state_dict(
             # Checked before any transpose, which would fail with numpy's "axes don't match array".
             mis_shaped.append(
                 f"{entry.source}: file {tuple(source.shape)} vs model "
-                f"{source_shape(want, entry.kind)} in PyTorch layout (→ {path})"
+                f"{source_shape(want, entry.kind)} in {source_format} layout (→ {path})"
             )
             continue
         value = convert_tensor(source, entry.kind)
@@ -360,7 +370,7 @@ def port_state_dict(
     if full is not model:
         # A full file into a model built without its head (include_top=False) or auxiliary heads
         # (aux_logits=False): those tensors were dropped on purpose, and are named in the report.
-        head = [e.source for e in name_table(full) if e.source not in known]
+        head = [e.source for e in table_fn(full) if e.source not in known]
         report.skipped_sources += [k for k in head if k in state_dict]
         known |= set(head)
     unexpected = [k for k in state_dict if k not in known and not IGNORED_SOURCE_KEYS.fullmatch(k)]

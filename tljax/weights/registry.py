@@ -7,7 +7,9 @@ puts in file names), and how images must be preprocessed for the reported ``top1
 
 Sources of the numbers: torchvision's ``*_Weights`` enums (URLs, acc@1, resize/crop), the official
 TensorFlow EfficientNet-Lite README (top-1) and its eval preprocessing (resize the shorter side to
-``image_size + 32``, bicubic, centre crop ``image_size``; mean 127, std 128).
+``image_size + 32``, bicubic, centre crop ``image_size``; mean 127, std 128), and Keras Applications
+(URLs and the md5 ``file_hash`` in ``keras/src/applications/*.py``, top-1 from the keras.io table,
+preprocessing from each model's ``preprocess_input`` mode: see ``keras_preprocessing``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "UnknownWeightsError",
     "WeightSpec",
     "get_spec",
+    "keras_preprocessing",
     "list_weights",
 ]
 
@@ -69,7 +72,9 @@ class WeightSpec:
     filename: str
     preprocessing: Preprocessing
     top1: float | None  # ImageNet-1k top-1 (%) with this preprocessing, as reported upstream
-    source: Literal["torchvision", "efficientnet_lite"]
+    source: Literal["torchvision", "efficientnet_lite", "keras"]
+    md5: str | None = None  # Keras publishes md5 digests: checked in full, in addition to sha256
+    keras_mode: Literal["caffe", "tf", "torch"] | None = None  # Keras' preprocess_input mode
 
 
 _IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -128,6 +133,72 @@ _TORCHVISION = [
     # Ported from TF: runs with transform_input=True, the tljax GoogLeNet's default.
     ("googlenet", "googlenet", "googlenet-1378be20.pth", 69.778, TORCHVISION_V1),
     ("inception_v3", "inception_v3", "inception_v3_google-0cc3c7bd.pth", 77.294, INCEPTION_V3),
+]
+
+
+def keras_preprocessing(mode: str, crop: int = 224) -> Preprocessing:
+    """tljax's `Preprocessing` for a Keras `preprocess_input` mode, on RGB input.
+
+    'caffe' (VGG, ResNet): BGR, minus the ImageNet mean (103.939, 116.779, 123.68) in BGR order, no
+    scaling. tljax folds the BGR order into the first conv when it loads such weights (`bgr_to_rgb`), so
+    images stay RGB and the mean is given in RGB order. 'tf' (MobileNet, Inception, Xception):
+    x / 127.5 - 1. 'torch': x / 255, then torchvision's mean/std. Keras does not publish its eval
+    resize; the usual shorter side 256 for 224 crops (342 for 299) is used.
+    """
+    resize = round(crop * 256 / 224) if crop != 299 else 342
+    if mode == "caffe":
+        return Preprocessing((123.68, 116.779, 103.939), (1.0, 1.0, 1.0), resize, crop)
+    if mode == "tf":
+        return Preprocessing((127.5,) * 3, (127.5,) * 3, resize, crop)
+    if mode == "torch":
+        return Preprocessing(_IMAGENET_MEAN, _IMAGENET_STD, resize, crop)
+    raise ValueError(f"unknown Keras preprocessing mode {mode!r}: caffe, tf or torch")
+
+
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+# (registered name = tljax arch, path under _KERAS_URL, md5 as Keras publishes it, mode, crop, top-1)
+_KERAS = [
+    (
+        "resnet50_keras",
+        "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        "2cb95161c43110f7111970584f804107",
+        "caffe",
+        224,
+        74.9,
+    ),
+    (
+        "resnet101_keras",
+        "resnet/resnet101_weights_tf_dim_ordering_tf_kernels.h5",
+        "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+        "caffe",
+        224,
+        76.4,
+    ),
+    (
+        "resnet152_keras",
+        "resnet/resnet152_weights_tf_dim_ordering_tf_kernels.h5",
+        "100835be76be38e30d865e96f2aaae62",
+        "caffe",
+        224,
+        76.6,
+    ),
+    (
+        "vgg16_keras",
+        "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        "64373286793e3c8b2b4e3219cbf3544b",
+        "caffe",
+        224,
+        71.3,
+    ),
+    (
+        "vgg19_keras",
+        "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+        "cbe5617147190e668d6c5d5026f83318",
+        "caffe",
+        224,
+        71.3,
+    ),
 ]
 
 
@@ -194,6 +265,19 @@ def _build_registry() -> dict[str, WeightSpec]:
         specs[name] = WeightSpec(
             name, name, None, digest, filename, _lite_preprocessing(size), top1, "efficientnet_lite"
         )
+    for name, file_path, md5, mode, crop, top1 in _KERAS:
+        specs[name] = WeightSpec(
+            name,
+            name,
+            _KERAS_URL + file_path,
+            None,
+            file_path.rsplit("/", 1)[1],
+            keras_preprocessing(mode, crop),
+            top1,
+            "keras",
+            md5=md5,
+            keras_mode=mode,  # type: ignore[arg-type]
+        )
     return specs
 
 
@@ -201,7 +285,7 @@ _REGISTRY = _build_registry()
 
 
 def list_weights() -> list[str]:
-    """Names of all registered weights, VGG first, then ResNet, then EfficientNet-Lite."""
+    """Names of all registered weights: torchvision's, EfficientNet-Lite, then Keras Applications'."""
     return list(_REGISTRY)
 
 
@@ -212,5 +296,5 @@ def get_spec(name: str) -> WeightSpec:
     except KeyError:
         raise UnknownWeightsError(
             f"unknown weights {name!r}; registered names: {', '.join(_REGISTRY)} "
-            "(or pass the path of a .pth/.safetensors file)"
+            "(or pass the path of a .pth/.safetensors or Keras .h5/.weights.h5/.keras file)"
         ) from None

