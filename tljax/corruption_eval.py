@@ -15,7 +15,9 @@ run estimated on its own training data (`trained_bn_layers`, see `tljax.adapt`):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -41,9 +43,10 @@ def _batches(images: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [images[i * batch_size : (i + 1) * batch_size] for i in range(count)]
 
 
+@functools.lru_cache(maxsize=8)
 def eval_forward(model: nn.Module) -> Any:
-    """The jitted `(variables, images) -> predicted classes` in inference mode (build it once: each new
-    one compiles again)."""
+    """The jitted `(variables, images) -> predicted classes` in inference mode, one per model (cached: a
+    new one would compile again for every run scored in the same process)."""
     return jax.jit(lambda v, x: jnp.argmax(jnp.asarray(model.apply(v, x, train=False)), -1))
 
 
@@ -145,21 +148,73 @@ def trained_bn_layers(config: Config, model: nn.Module, variables: PyTree) -> tu
     return tuple(path for path, decision in decisions.items() if decision == "update")
 
 
-def test_pixels(config: Config) -> tuple[np.ndarray, np.ndarray, Any]:
-    """The test split of a run's data config as RGB 0..255 `[N, S, S, 3]` (centre crops at the network's
-    input size, index order), its labels, and the preprocessing it is normalised with."""
+def split_pixels(config: Config, split: str = "test") -> tuple[np.ndarray, np.ndarray, Any]:
+    """The `split` ("train" or "test") of a run's data config as RGB 0..255 `[N, S, S, 3]` (centre crops
+    at the network's input size, no augmentation, index order), its labels, and the preprocessing it
+    is normalised with."""
     from tljax.train import setup
 
+    if split not in ("train", "test"):
+        raise ValueError(f"split {split!r}: use 'train' or 'test'")
     datasets = setup.build_data(config)
-    if datasets.test is None:
-        raise ValueError("the run's data config has no test split to corrupt")
+    dataset = datasets.test if split == "test" else datasets.train
+    if dataset is None:
+        raise ValueError(f"the run's data config has no {split} split")
     preprocessing = setup.resolve_preprocessing(config)
     images, labels = [], []
-    for batch in datasets.test.iterator(int(config.train.eval_batch_size), augment=False, epochs=1):
+    for batch in dataset.iterator(int(config.train.eval_batch_size), augment=False, epochs=1):
         images.append(preprocess_lib.denormalize(batch["image"], preprocessing))
         labels.append(batch["label"])
     pixels = np.clip(np.round(np.concatenate(images)), 0, 255)
     return pixels, np.concatenate(labels), preprocessing
+
+
+def test_pixels(config: Config) -> tuple[np.ndarray, np.ndarray, Any]:
+    """`split_pixels(config, "test")`: the test images the corruption suite corrupts."""
+    return split_pixels(config, "test")
+
+
+def evaluate_run(
+    workdir: str | Path,
+    *,
+    test_per_class: int | None = None,
+    adaptations: Sequence[str] = ADAPTATIONS,
+    names: Sequence[str] = tuple(corruptions.CORRUPTIONS),
+    severities: Sequence[int] = corruptions.SEVERITIES,
+    seed: int = 0,
+    batch_size: int = 100,
+    adapt_layers: str = "trained",
+) -> dict[str, Any]:
+    """`evaluate_robustness` of a finished run's final variables on its own test split (the first
+    `test_per_class` images per class of its seeded subset when given), adapting its `trained_bn_layers`
+    (`adapt_layers="trained"`) or every BN layer (`"all"`). What `python -m tljax.robustness` runs."""
+    from tljax import models
+    from tljax.weights import runs
+
+    if adapt_layers not in ("trained", "all"):
+        raise ValueError(f"adapt_layers {adapt_layers!r}: use 'trained' or 'all'")
+    source = f"run:{workdir}"
+    meta = runs.run_meta(source)
+    config = recorded_config(runs.run_config(source))
+    if test_per_class is not None:
+        config.data.test_per_class = int(test_per_class)
+    model = models.get(meta["model"], num_classes=int(meta["num_classes"]))
+    variables = runs.load_run(source, model)
+    pixels, labels, preprocessing = test_pixels(config)
+    layers = trained_bn_layers(config, model, variables) if adapt_layers == "trained" else None
+    return evaluate_robustness(
+        model,
+        variables,
+        pixels,
+        labels,
+        preprocessing,
+        adaptations=adaptations,
+        names=names,
+        severities=severities,
+        seed=seed,
+        batch_size=batch_size,
+        adapt_layers=layers,
+    )
 
 
 def recorded_config(record: dict[str, Any]) -> Any:

@@ -14,13 +14,7 @@ from pathlib import Path
 from absl import flags
 
 from tljax import cli, fileio
-from tljax.corruption_eval import (
-    ADAPTATIONS,
-    evaluate_robustness,
-    recorded_config,
-    test_pixels,
-    trained_bn_layers,
-)
+from tljax.corruption_eval import ADAPTATIONS, evaluate_run
 from tljax.data import corruptions
 from tljax.errors import UserError
 
@@ -53,9 +47,6 @@ _BATCH = flags.DEFINE_integer("batch_size", 100, "Test batch (the unit of AdaBN/
 def main(argv: Sequence[str]) -> None:
     """Evaluates `--workdir`'s final variables under the corruption suite and writes the JSON."""
     del argv
-    from tljax import models
-    from tljax.weights import runs
-
     if not _WORKDIR.value:
         raise UserError("--workdir is required (a finished tljax run)")
     workdir = Path(_WORKDIR.value)
@@ -69,29 +60,15 @@ def main(argv: Sequence[str]) -> None:
             f"--corruptions/--severities: unknown {bad}; corruptions: "
             f"{', '.join(corruptions.CORRUPTIONS)}; severities 1-5"
         )
-    source = f"run:{workdir}"
-    meta = runs.run_meta(source)
-    config = recorded_config(runs.run_config(source))
-    if _TEST_PER_CLASS.value is not None:
-        config.data.test_per_class = _TEST_PER_CLASS.value
-    model = models.get(meta["model"], num_classes=int(meta["num_classes"]))
-    variables = runs.load_run(source, model)
-    pixels, labels, preprocessing = test_pixels(config)
-    layers = (
-        trained_bn_layers(config, model, variables) if _ADAPT_LAYERS.value == "trained" else None
-    )
-    results = evaluate_robustness(
-        model,
-        variables,
-        pixels,
-        labels,
-        preprocessing,
+    results = evaluate_run(
+        workdir,
+        test_per_class=_TEST_PER_CLASS.value,
         adaptations=_ADAPT.value,
         names=_CORRUPTIONS.value,
         severities=[int(s) for s in _SEVERITIES.value],
         seed=_SEED.value,
         batch_size=_BATCH.value,
-        adapt_layers=layers,
+        adapt_layers=_ADAPT_LAYERS.value,
     )
     out = Path(_OUT.value) if _OUT.value else workdir / "robustness.json"
     fileio.atomic_write_json(out, {"workdir": str(workdir), **results})

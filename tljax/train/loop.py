@@ -18,6 +18,7 @@ stops the run before anything else is saved, naming the step.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -168,6 +169,26 @@ def evaluate(
     return {"loss": loss, "accuracy": accuracy, "examples": count}, labels, predictions
 
 
+@functools.lru_cache(maxsize=16)
+def _training_mode_statistics(model):
+    """The jitted `(params, batch_stats, images) -> updated batch_stats` of one training-mode pass, one
+    per model: repeated recomputations (AdaBN per corruption set, precise BN per run) compile once, and
+    the parameters are arguments rather than constants baked into the program."""
+
+    @jax.jit
+    def batch_stats(params: PyTree, start: PyTree, images: jax.Array) -> PyTree:
+        _, updated = model.apply(
+            {"params": params, "batch_stats": start},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": jax.random.key(0, impl="rbg")},
+        )
+        return updated["batch_stats"]
+
+    return batch_stats
+
+
 def recompute_bn_statistics(model, variables: PyTree, update_paths, batches) -> PyTree:
     """Precise BN (Wu & Johnson 2021): replaces the running statistics of the BN layers in `update_paths`
     by the average of their training-mode batch statistics over `batches`.
@@ -195,16 +216,8 @@ def recompute_bn_statistics(model, variables: PyTree, update_paths, batches) -> 
             sep="/",
         )
 
-    @jax.jit
     def batch_stats(start: PyTree, images: jax.Array) -> PyTree:
-        _, updated = model.apply(
-            {"params": variables["params"], "batch_stats": start},
-            images,
-            train=True,
-            mutable=["batch_stats"],
-            rngs={"dropout": jax.random.key(0, impl="rbg")},
-        )
-        return updated["batch_stats"]
+        return _training_mode_statistics(model)(variables["params"], start, images)
 
     zeros, ones = filled(0.0), filled(1.0)
     total, momentum, count = None, None, 0
