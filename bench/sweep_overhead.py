@@ -1,16 +1,18 @@
-r"""Sweep overhead per point, and K local workers against serial, measured on real sweeps.
+r"""Sweep overhead per point with and without the compilation cache, and K local workers against serial.
 
     PYTHONPATH=$PWD .venv/bin/python bench/sweep_overhead.py [--points=4] [--steps=40] [--workers=2]
 
 Runs the tests' tiny two-phase sweep (`tests/experiments/tiny_sweep.py`, tiny CNN, batch 8, 16 px) with
-`--points` base points (lr 0.03 × seeds; the dependent phase is left out with --only) twice into fresh
-roots: serially, then with `--workers` processes. Per point it splits the wall time the launcher
-recorded (`sweep_exit.json`) into
+`--points` base points (lr 0.03 × seeds, one program set; the dependent phase is left out with --only)
+three times into fresh roots: serially without XLA's persistent compilation cache (`--compile_cache=`,
+every point compiles), serially with a fresh cache (`tljax.sweep`'s default: the first point compiles,
+the others load), and with `--workers` processes and a fresh cache. Per point it splits the wall time
+the launcher recorded (`sweep_exit.json`) into
   * process start: interpreter, imports, sweep file and config expansion (wall − train_and_evaluate);
   * in-run fixed cost: data, init, compilation, evaluations, checkpoints, plots (train_and_evaluate's
     `seconds` − training);
   * training: steps × batch / the run's median images per second (steady-state steps only).
-XLA's persistent compilation cache is off (a fresh sweep on a new machine); numbers go to stdout.
+Numbers (medians over the points) go to stdout as one table.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _make_data(root: Path) -> Path:
     return fixtures.make_image_folder(root)
 
 
-def _run(data: Path, root: Path, points: int, steps: int, workers: int) -> float:
+def _run(data: Path, root: Path, points: int, steps: int, workers: int, cache: str) -> float:
     command = [
         sys.executable,
         "-m",
@@ -45,6 +47,7 @@ def _run(data: Path, root: Path, points: int, steps: int, workers: int) -> float
         f"--root={root}",
         "--only=^base/",
         f"--workers={workers}",
+        f"--compile_cache={cache}",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
@@ -76,21 +79,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    runs = {
+        "serial, no cache": (1, False),
+        "serial, cache": (1, True),
+        f"{args.workers} workers, cache": (args.workers, True),
+    }
+    table = {}
     with tempfile.TemporaryDirectory(prefix="tljax-bench-sweep-") as tmp:
         data = _make_data(Path(tmp) / "data")
-        serial = _run(data, Path(tmp) / "serial", args.points, args.steps, 1)
-        parallel = _run(data, Path(tmp) / "parallel", args.points, args.steps, args.workers)
-        rows = _breakdown(Path(tmp) / "serial", batch=8)
+        for index, (label, (workers, cached)) in enumerate(runs.items()):
+            root = Path(tmp) / f"run{index}"
+            cache = str(root / ".jax_cache") if cached else ""
+            wall = _run(data, root, args.points, args.steps, workers, cache)
+            rows = _breakdown(root, batch=8)
+            table[label] = {
+                "sweep": wall,
+                **{k: statistics.median(r[k] for r in rows) for k in rows[0]},
+            }
     print(
-        f"{args.points} points x {args.steps} steps of the tiny CNN (batch 8, 16 px), no XLA cache"
+        f"{args.points} points x {args.steps} steps of the tiny CNN (batch 8, 16 px), "
+        f"{os.cpu_count()} CPU cores; per point: medians over the points"
     )
-    print("per point (serial run), median over points:")
-    for key in ("wall", "process_start", "fixed_in_run", "training"):
-        values = [r[key] for r in rows]
-        share = statistics.median(values) / statistics.median([r["wall"] for r in rows])
-        print(f"  {key:<14} {statistics.median(values):7.2f} s  ({100 * share:5.1f}% of wall)")
-    print(f"sweep wall: serial {serial:.1f} s, {args.workers} workers {parallel:.1f} s")
-    print(f"speed-up {serial / parallel:.2f}x on {os.cpu_count()} CPU cores")
+    keys = ("sweep", "wall", "process_start", "fixed_in_run", "training")
+    print("| run | " + " | ".join(f"{k} (s)" for k in keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for label, values in table.items():
+        print(f"| {label} | " + " | ".join(f"{values[k]:.2f}" for k in keys) + " |")
 
 
 if __name__ == "__main__":

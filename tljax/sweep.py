@@ -1,17 +1,24 @@
 r"""Launch, resume and report a sweep of ordinary training runs.
 
     python -m tljax.sweep --sweep=configs/sweeps/<name>.py[:arg] --root=DIR \
-        [--backend=local|slurm|tpu_vm] [--dry_run] [--only=REGEX] [--workers=K] [--devices=0,1,2,3]
+        [--backend=local|slurm|tpu_vm] [--dry_run] [--only=REGEX] [--workers=K] [--devices=0,1,2,3] \
+        [--compile_cache=DIR]
     python -m tljax.sweep --sweep=... --root=DIR report      # results.csv, results.md, figures/
 
 Every point runs `train_and_evaluate` in its own process and its own workdir
 `DIR/<sweep>/<phase>/<labels>/`. The same command again skips finished points and resumes unfinished
 ones; a point that fails is reported with its log and does not stop the others. Exit code: 0 all
 selected points done, 1 some failed, 75 some still pending (interrupted or blocked), 2 bad input (before
-any point starts). See `tljax.experiments` for the sweep file format and the backends.
+any point starts). The point processes share XLA's persistent compilation cache (`--compile_cache`,
+by default `$JAX_COMPILATION_CACHE_DIR` if set, else `DIR/.jax_cache`; `--compile_cache=` turns it
+off), so a program that many points run is compiled once per sweep. See `tljax.experiments` for the
+sweep file format and the backends.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from absl import flags
 
@@ -51,7 +58,21 @@ _TPU_NAMES = flags.DEFINE_list("tpu_names", [], "tpu_vm: the TPU VM name(s).")
 _TPU_ZONE = flags.DEFINE_string("tpu_zone", None, "tpu_vm: the VMs' zone.")
 _TPU_PROJECT = flags.DEFINE_string("tpu_project", None, "tpu_vm: the Google Cloud project.")
 _TPU_RUN = flags.DEFINE_bool("tpu_run", False, "tpu_vm: run the printed gcloud commands.")
+_COMPILE_CACHE = flags.DEFINE_string(
+    "compile_cache",
+    None,
+    "XLA's persistent compilation cache of the point processes (default: $JAX_COMPILATION_CACHE_DIR "
+    "if set, else ROOT/.jax_cache; empty: off).",
+)
 _METRICS = flags.DEFINE_list("metrics", [], "report: metrics in results.md (default: the sweep's).")
+
+
+def compile_cache_dir(flag: str | None, root: str) -> str:
+    """The point processes' compilation cache: `flag` if given (`""` = off), else the environment's
+    `JAX_COMPILATION_CACHE_DIR`, else `ROOT/.jax_cache` (beside the sweeps, shared by all of them)."""
+    if flag is not None:
+        return flag
+    return os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(Path(root).absolute() / ".jax_cache")
 
 
 def main(argv: list[str]) -> int:
@@ -60,7 +81,13 @@ def main(argv: list[str]) -> int:
         raise errors.UserError(f"unexpected arguments {command}: the only subcommand is `report`")
     if not _SWEEP.value or not _ROOT.value:
         raise errors.UserError("--sweep and --root are required")
-    plan = runner.plan(_SWEEP.value, _ROOT.value, _ONLY.value, for_launch=command != ["report"])
+    plan = runner.plan(
+        _SWEEP.value,
+        _ROOT.value,
+        _ONLY.value,
+        for_launch=command != ["report"],
+        compile_cache=compile_cache_dir(_COMPILE_CACHE.value, _ROOT.value),
+    )
     if command == ["report"]:
         paths = report.write(plan, _METRICS.value or None)
         print(runner.summarize(plan).text())

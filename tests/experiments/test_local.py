@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -118,3 +119,43 @@ def test_failing_point_is_reported_and_isolated(data_root, tmp_path):
     rows = {r["point"]: r for r in csv.DictReader(open(root / "tiny" / "results.csv"))}
     assert rows["lr=1e+30,seed=0"]["status"] == "failed"
     assert rows["seed=0"]["status"] == "pending"
+
+
+def test_a_second_point_loads_its_programs_from_the_compile_cache(data_root, tmp_path):
+    """Two sweeps of the same point (fresh roots) sharing `--compile_cache`: the second compiles fewer
+    programs, exactly those the first wrote to the cache are loaded from it, and the results are equal."""
+    cache = tmp_path / "cache"
+    env = {**sweep_env(), "JAX_LOG_COMPILES": "1"}  # logs every compilation and every cache hit
+    runs = []
+    for name in ("first", "second"):
+        root = tmp_path / name
+        done = subprocess.run(
+            _sweep_command(
+                f"data={data_root},single", root, "--only=^base/", f"--compile_cache={cache}"
+            ),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        workdir = root / "tiny" / "base" / "lr=0.03,seed=0"
+        log = (workdir / "sweep.log").read_text()
+        runs.append(
+            {
+                "compiled": len(re.findall(r"Finished XLA compilation of ", log)),
+                "hits": re.findall(r"Persistent compilation cache hit for '([^']+)'", log),
+                "entries": sorted(p.name for p in cache.iterdir()),
+                "results": json.loads((workdir / "results.json").read_text()),
+            }
+        )
+    first, second = runs
+    assert first["hits"] == [] and first["entries"], "the first point wrote nothing to the cache"
+    # Every program the first point cached (entry `<module>-<key>-cache`) is loaded by the second;
+    # which small programs pass the minimum compile time varies with the machine's load.
+    written = {name.rsplit("-", 2)[0] for name in first["entries"]}
+    assert "jit_counted" in written  # the train step, the longest compilation
+    assert written <= set(second["hits"])
+    assert second["compiled"] == first["compiled"]  # the same programs ...
+    assert second["compiled"] - len(second["hits"]) < first["compiled"]  # ... fewer compiled
+    assert {k: second["results"][k] for k in COMPARED} == {k: first["results"][k] for k in COMPARED}

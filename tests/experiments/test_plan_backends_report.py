@@ -119,7 +119,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(sweep_file, tmp_path):
 
 
 def test_slurm_dry_run_prints_one_array_per_phase_chained_by_afterok(sweep_file, tmp_path):
-    plan = runner.plan(str(sweep_file), tmp_path / "root")
+    cache = tmp_path / "root" / ".jax_cache"
+    plan = runner.plan(str(sweep_file), tmp_path / "root", compile_cache=str(cache))
     _finish(plan, "base/lr=0.1,seed=1", 0.5)  # finished points get no array task
     out = io.StringIO()
     code = slurm.launch(
@@ -134,6 +135,8 @@ def test_slurm_dry_run_prints_one_array_per_phase_chained_by_afterok(sweep_file,
     assert "POINTS=(lr=0.1,seed=0 lr=0.01,seed=0 lr=0.01,seed=1)" in base
     for header in ("--requeue", "--partition=gpu", "--gres=gpu:1", "--signal=B:TERM@120"):
         assert f"#SBATCH {header}\n" in base
+    # Every task's point process shares the sweep's compilation cache.
+    assert base.count(f"--compile_cache={cache}") == 1
     assert "JOB_base=$(sbatch --parsable " in text
     assert "JOB_transfer=$(sbatch --parsable --dependency=afterok:${JOB_base} " in text
     for script in (base, transfer):
@@ -167,6 +170,26 @@ def test_tpu_vm_commands_set_up_and_start_the_sweep_on_every_worker(
     patterns = [re.search(r"'--only=(.*?)'", s[-1]).group(1) for s in starts]
     for point in independent.selected:
         assert sum(bool(re.search(p, point.id)) for p in patterns) == 1
+
+
+def test_the_compile_cache_is_the_flag_else_the_environment_else_beside_the_sweeps(
+    sweep_file, tmp_path, monkeypatch
+):
+    from tljax.sweep import compile_cache_dir
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    assert compile_cache_dir(None, str(tmp_path)) == str(tmp_path / ".jax_cache")
+    assert compile_cache_dir("/elsewhere", str(tmp_path)) == "/elsewhere"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/from/env")
+    assert compile_cache_dir(None, str(tmp_path)) == "/from/env"
+    assert compile_cache_dir("", str(tmp_path)) == ""  # off
+    plan = runner.plan(str(sweep_file), tmp_path / "root")
+    assert not any("--compile_cache" in a for a in runner.point_command(plan, plan.points[0]))
+    cached = runner.plan(str(sweep_file), tmp_path / "root", compile_cache="/c")
+    assert runner.point_command(cached, cached.points[0])[-2:] == [
+        "--compile_cache=/c",
+        "--point=base/lr=0.1,seed=0",
+    ]
 
 
 def test_device_groups_are_disjoint_and_equal():

@@ -29,6 +29,7 @@ class Plan:
     root: Path
     points: tuple[spec.Point, ...]
     selected: tuple[spec.Point, ...]
+    compile_cache: str = ""  # XLA's persistent compilation cache of the point processes ("" = off)
 
     def workdir(self, point: spec.Point) -> Path:
         return point.workdir(self.root, self.sweep.name)
@@ -49,18 +50,25 @@ class Plan:
 
 
 def plan(
-    spec_text: str, root: str | Path, only: str | None = None, *, for_launch: bool = True
+    spec_text: str,
+    root: str | Path,
+    only: str | None = None,
+    *,
+    for_launch: bool = True,
+    compile_cache: str = "",
 ) -> Plan:
     """Loads, expands and checks a sweep (see the module docstring); nothing is written.
 
     `for_launch=False` (the report) checks only the sweep file itself: the workdirs may hold anything.
+    `compile_cache` is the directory of XLA's persistent compilation cache that every point process
+    uses ("" = none; see `tljax.experiments.point.enable_compile_cache`).
     """
     sweep, spec_text = spec.load(spec_text)
     root = Path(root).absolute()
     points = spec.expand(sweep)
     spec.validate(sweep, points, root)
     selected = spec.select(points, only)
-    result = Plan(sweep, spec_text, root, tuple(points), tuple(selected))
+    result = Plan(sweep, spec_text, root, tuple(points), tuple(selected), compile_cache)
     if not for_launch:
         return result
     chosen = {p.id for p in selected}
@@ -83,16 +91,15 @@ def plan(
     return result
 
 
+def point_args(plan: Plan) -> list[str]:
+    """The arguments of `python` that run a point of `plan`, less `--point` (every backend's)."""
+    args = ["-m", "tljax.experiments.point", f"--sweep={plan.spec_text}", f"--root={plan.root}"]
+    return args + [f"--compile_cache={plan.compile_cache}"] if plan.compile_cache else args
+
+
 def point_command(plan: Plan, point: spec.Point, python: str | None = None) -> list[str]:
     """The command that runs `point` in its own process (any backend, any host with the repo)."""
-    return [
-        python or sys.executable,
-        "-m",
-        "tljax.experiments.point",
-        f"--sweep={plan.spec_text}",
-        f"--root={plan.root}",
-        f"--point={point.id}",
-    ]
+    return [python or sys.executable, *point_args(plan), f"--point={point.id}"]
 
 
 @dataclasses.dataclass

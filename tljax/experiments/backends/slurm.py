@@ -61,15 +61,7 @@ def script(
     ] + [f"--{k}={v}" if v else f"--{k}" for k, v in options.items()]
     python = shlex.quote(sys.executable)
     names = " ".join(shlex.quote(p.name) for p in points)
-    point_args = " ".join(
-        shlex.quote(a)
-        for a in (
-            "-m",
-            "tljax.experiments.point",
-            f"--sweep={plan.spec_text}",
-            f"--root={plan.root}",
-        )
-    )
+    point_args = " ".join(shlex.quote(a) for a in runner.point_args(plan))
     phase_dir = shlex.quote(str(sweep_dir / phase.name))
     lines = [
         "#!/bin/bash",
