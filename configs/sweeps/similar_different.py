@@ -112,7 +112,7 @@ def get_sweep(arg: str | None = None) -> spec.Sweep:
         "weights.name": None,
         "data.classes": "half:A",
         "data.train_per_class": 200,
-        "train.steps": 16 if quick else 150,
+        "train.steps": 16 if quick else 300,  # configs/transfer.py's scale cpu
     }
     similar = {**CAFFENET, **test_subset, "weights.name": "run:{source/default}"}
     phases = [spec.Phase("source", spec.product(), overrides=source)]
