@@ -1,7 +1,13 @@
-"""Convert PyTorch weights to a Flax checkpoint that loads without torch.
+"""Convert PyTorch or Keras weights to a Flax checkpoint that loads without torch, Keras or h5py.
 
     python -m tljax.convert --weights=resnet50 --out=~/weights/resnet50-flax
     python -m tljax.convert --weights=~/Downloads/vgg16-397923af.pth --out=vgg16-flax [--model=vgg16]
+    python -m tljax.convert --weights=resnet50_keras --out=resnet50-keras-flax      # Keras Applications
+    python -m tljax.convert --weights=my_model.keras --out=mine-flax [--model=vgg16_keras]
+
+Keras files: legacy `.h5` (whole model or weights only), Keras 3 `.weights.h5`, `.keras` archives (read
+with h5py, configs never deserialised); the architecture comes from --model, the registry, or the file's
+layer names.
 
 Load the result with `tljax.weights.load("vgg16-flax")` (an orbax checkpoint plus `tljax_weights.json`).
 Known errors (unknown weights, an unreadable or mismatched file, an --out that is not writable, a full
@@ -21,7 +27,10 @@ from tljax.train.workdir import check_writable
 from tljax.weights import convert
 
 _WEIGHTS = flags.DEFINE_string(
-    "weights", None, "Registered weights name or .pth/.safetensors file.", required=True
+    "weights",
+    None,
+    "Registered weights name, or a .pth/.safetensors or Keras .h5/.weights.h5/.keras file.",
+    required=True,
 )
 _OUT = flags.DEFINE_string(
     "out", None, "Output directory (must not exist or be empty).", required=True

@@ -178,6 +178,22 @@ def test_each_layer_kind_ports_to_keras_numbers(tiny):
         assert relative_error(ours, y) <= 1e-5, layout
 
 
+def test_weights_file_without_layer_names_ports_by_position(tiny, tmp_path):
+    """Keras 3 files before the `name` attribute (and any file stripped of it) port by class and position."""
+    path = tmp_path / "nameless.weights.h5"
+    path.write_bytes(tiny["weights_h5"].read_bytes())
+    with h5py.File(path, "r+") as handle:
+        for group in handle["layers"].values():
+            if "vars" in group:
+                group["vars"].attrs.pop("name", None)
+    keras_file = read_keras(path)
+    assert not keras_file.named and keras_file.layers[0].label == "batch_normalization"
+    x = np.load(tiny["keras"].parent / "x.npy")
+    variables, _ = port_keras(keras_file, TinyNet())
+    y = np.load(tiny["keras"].parent / "y.npy")
+    assert relative_error(jax.nn.softmax(_logits(variables, x)), y) <= 1e-5
+
+
 def test_bgr_to_rgb_folds_caffe_channel_order_into_the_first_conv(tiny):
     x = np.load(tiny["keras"].parent / "x.npy")
     y_bgr = np.load(tiny["keras"].parent / "y_bgr.npy")  # Keras fed the channel-reversed images

@@ -184,7 +184,7 @@ def _read_dataset(h5py: Any, dataset: Any, path: Path, budget: int) -> np.ndarra
             path, f"{where} declares {dataset.nbytes} bytes, more than the file can hold ({budget})"
         )
     try:
-        return np.array(dataset[()] if dataset.shape == () else dataset[...], copy=True)
+        return np.asarray(dataset[()])  # h5py returns a fresh array: no second copy
     except (OSError, RuntimeError, ValueError) as error:
         raise _corrupt(path, f"{where} cannot be read: {error}") from error
 

@@ -29,7 +29,13 @@ from tljax.weights.keras_tables import (
 )
 from tljax.weights.porting import PortReport, WeightMismatchError, _full_model, port_state_dict
 
-__all__ = ["infer_keras_architecture", "keras_num_classes", "load_keras", "port_keras"]
+__all__ = [
+    "infer_keras_architecture",
+    "keras_arch_of",
+    "keras_num_classes",
+    "load_keras",
+    "port_keras",
+]
 
 
 def _listing(items: Sequence[str], limit: int = 12) -> str:
@@ -153,16 +159,15 @@ def load_keras(
     skip: Sequence[str] = (),
     rng: jax.Array | None = None,
     bgr_to_rgb: bool = False,
-) -> tuple[dict, str | None, int]:
-    """Reads and ports a Keras file: (variables, architecture name or None if `model` was given, number
-    of classes). Without `model` the architecture and its top come from the file's layers. A mismatch
-    with a given `model` says which architecture the file holds when its layers tell."""
+) -> tuple[dict, nn.Module]:
+    """Reads and ports a Keras file: (variables, the model they are for). Without `model` the
+    architecture, its top and its number of classes come from the file's layers. A mismatch with a
+    given `model` says which architecture the file holds when its layers tell."""
     keras_file = read_keras(path)
-    arch = None
     if model is None:
         arch, include_top = infer_keras_architecture(keras_file)
-        probe = models.get(arch, include_top=include_top)
-        model = probe.clone(num_classes=keras_num_classes(keras_file, probe) or 1000)
+        model = models.get(arch, include_top=include_top)
+        model = model.clone(num_classes=keras_num_classes(keras_file, model) or 1000)
     try:
         variables, _ = port_keras(keras_file, model, skip=skip, rng=rng, bgr_to_rgb=bgr_to_rgb)
     except WeightMismatchError as error:
@@ -170,12 +175,25 @@ def load_keras(
             held, _ = infer_keras_architecture(keras_file)
         except WeightMismatchError:
             raise error from None
-        if type(models.get(held)) is type(model) and keras_layer_table(
-            models.get(held)
-        ) == keras_layer_table(_full_model(model)):
-            raise
+        if keras_arch_of(model) == held:
+            raise  # the right architecture: the listed layers and keys are the whole story
         raise WeightMismatchError(
             f"{keras_file.path} holds {held} weights (told by its layers): pass --model={held} "
             f"(tljax.models.get('{held}')). {error}"
         ) from error
-    return variables, arch, int(getattr(model, "num_classes", 0) or 0)
+    return variables, model
+
+
+def keras_arch_of(model: nn.Module) -> str | None:
+    """The Keras-layout `tljax.models` name whose table `model` has (None if it has no Keras layout)."""
+    try:
+        table = keras_layer_table(_full_model(model))
+    except KerasLayoutError:
+        return None
+    for name in keras_model_names():
+        try:
+            if keras_layer_table(_full_model(models.get(name))) == table:
+                return name
+        except KerasLayoutError:
+            continue
+    return None

@@ -24,7 +24,7 @@ from tljax.fileio import atomic_write_json
 from tljax.models.common import init_size
 from tljax.rng import make_key
 from tljax.weights.keras import is_keras_file
-from tljax.weights.keras_port import load_keras
+from tljax.weights.keras_port import keras_arch_of, load_keras
 from tljax.weights.porting import (
     WeightMismatchError,
     abstract_variables,
@@ -154,7 +154,7 @@ def load(
             bgr_to_rgb = spec is not None and spec.keras_mode == "caffe"
         if model is None and arch is not None:
             model = models.get(arch)
-        variables, _, _ = load_keras(resolved, model, skip=skip, rng=rng, bgr_to_rgb=bgr_to_rgb)
+        variables, _ = load_keras(resolved, model, skip=skip, rng=rng, bgr_to_rgb=bgr_to_rgb)
         return variables
     state_dict = read_state_dict(resolved)
     if model is None:
@@ -185,7 +185,13 @@ def _with_architecture_hint(
 
 
 def save_converted(
-    variables: dict, out_dir: str | os.PathLike, *, arch: str, weights: str, num_classes: int
+    variables: dict,
+    out_dir: str | os.PathLike,
+    *,
+    arch: str,
+    weights: str,
+    num_classes: int,
+    include_top: bool = True,
 ) -> Path:
     """Writes `variables` as an orbax checkpoint plus a small JSON of what they are."""
     out = Path(out_dir).resolve()
@@ -196,9 +202,10 @@ def save_converted(
     ckptr.save(out / "variables", jax.tree_util.tree_map(np.asarray, variables))
     ckptr.wait_until_finished()
     # Atomic, and written after the orbax save completed: its presence marks a whole directory.
-    atomic_write_json(
-        out / CONVERTED_METADATA, {"arch": arch, "weights": weights, "num_classes": num_classes}
-    )
+    meta = {"arch": arch, "weights": weights, "num_classes": num_classes}
+    if not include_top:  # a headless Keras file (include_top=False)
+        meta["include_top"] = False
+    atomic_write_json(out / CONVERTED_METADATA, meta)
     return out
 
 
@@ -218,7 +225,9 @@ def load_converted(
             f"(no {CONVERTED_METADATA}); write one with `python -m tljax.convert`"
         )
     meta = json.loads(meta_path.read_text())
-    model = model or models.get(meta["arch"], num_classes=meta["num_classes"])
+    model = model or models.get(
+        meta["arch"], num_classes=meta["num_classes"], include_top=meta.get("include_top", True)
+    )
     restored = ocp.StandardCheckpointer().restore(directory / "variables")
     return strict_merge(restored, model, skip=skip, rng=rng)
 
@@ -264,7 +273,7 @@ def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Pat
     if is_keras_file(resolved):
         spec = None if path.exists() else get_spec(weights_name_or_path)
         arch = arch or (spec.arch if spec is not None else None)
-        variables, inferred, num_classes = load_keras(
+        variables, model = load_keras(
             resolved,
             models.get(arch) if arch else None,
             bgr_to_rgb=spec is not None and spec.keras_mode == "caffe",
@@ -272,9 +281,10 @@ def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Pat
         return save_converted(
             variables,
             Path(out).expanduser(),
-            arch=str(arch or inferred),
+            arch=str(arch or keras_arch_of(model)),
             weights=str(weights_name_or_path),
-            num_classes=num_classes,
+            num_classes=int(getattr(model, "num_classes", 1000)),
+            include_top=bool(getattr(model, "include_top", True)),
         )
     state_dict = read_state_dict(resolved)
     if arch is None:
