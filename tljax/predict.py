@@ -123,11 +123,14 @@ def main(argv: Sequence[str]) -> int:
         )
     weights_name = _WEIGHTS.value or default_weights(_MODEL.value)
     try:
-        preprocessing = weights.get_spec(weights_name).preprocessing
+        spec = weights.get_spec(weights_name)
     except weights.UnknownWeightsError:
-        preprocessing = weights.get_spec(default_weights(_MODEL.value)).preprocessing
+        spec = weights.get_spec(default_weights(_MODEL.value))
+    preprocessing = spec.preprocessing
     model = models.get(_MODEL.value)
-    variables = weights.load(weights_name, model)
+    # The preprocessing is RGB; a Keras 'caffe' network (also a file given by path for a Keras layout)
+    # reads BGR, folded into its first conv as for the registered file.
+    variables = weights.load(weights_name, model, bgr_to_rgb=spec.keras_mode == "caffe")
     names = imagenet_class_names()
 
     failed = 0
