@@ -227,6 +227,21 @@ def test_report_on_a_partial_sweep_gives_mean_and_std_over_seeds(sweep_file, tmp
     assert runner.summarize(plan).line() == "3 done, 0 failed, 3 pending"
 
 
+def test_an_axis_named_n_keeps_its_groups_apart_from_the_seed_count():
+    # Fig. 2's layer axis is `n`: it once collided with the count of seeds and merged every n.
+    table = [
+        {"status": "done", "n": n, "mode": "AnB", "seed": s, "acc": 0.1 * n + 0.01 * s}
+        for n in (1, 7)
+        for s in range(3)
+    ]
+    groups = report.aggregate(table, ["n", "mode"], "acc")
+    assert [(g["labels"], g["count"]) for g in groups] == [
+        ({"n": 1, "mode": "AnB"}, 3),
+        ({"n": 7, "mode": "AnB"}, 3),
+    ]
+    assert [g["mean"] for g in groups] == pytest.approx([0.11, 0.71])
+
+
 def test_a_second_launcher_of_the_same_sweep_is_refused_before_any_point(sweep_file, tmp_path):
     plan = runner.plan(str(sweep_file), tmp_path / "root")
     plan.sweep_dir.mkdir(parents=True)

@@ -55,7 +55,9 @@ def aggregate(
     table: Sequence[Mapping[str, Any]], by: Sequence[str], metric: str
 ) -> list[dict[str, Any]]:
     """Groups finished rows by the columns `by` (in first-seen order) and gives each group's
-    `n`, `mean` and `std` (sample std, 0 for a single run) of `metric` and its `values`."""
+    `labels` (column → value), `count`, `mean` and `std` (sample std, 0 for a single run) of `metric`
+    and its `values`. The labels are kept apart so that no axis name (e.g. Fig. 2's `n`) can collide
+    with a statistic."""
     groups: dict[tuple, list[float]] = {}
     for row in table:
         value = row.get(metric)
@@ -67,8 +69,8 @@ def aggregate(
         std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         out.append(
             {
-                **dict(zip(by, key)),
-                "n": len(values),
+                "labels": dict(zip(by, key)),
+                "count": len(values),
                 "mean": float(np.mean(values)),
                 "std": std,
                 "values": values,
@@ -97,7 +99,7 @@ def markdown(plan: runner.Plan, table: Sequence[Mapping[str, Any]], metrics: Seq
     }
     lines += [
         f"{counts[state.DONE]} done, {counts[state.FAILED]} failed, {counts[state.PENDING]} pending "
-        "(mean ± sample std over seeds; n = finished seeds)",
+        "(mean ± sample std over seeds; `seeds` = how many finished)",
         "",
     ]
     for phase in plan.sweep.phases:
@@ -107,13 +109,13 @@ def markdown(plan: runner.Plan, table: Sequence[Mapping[str, Any]], metrics: Seq
         seed_axes = phase.points.seed_axes
         axes = [name for name, _ in phase.points.combos[0].labels if name not in seed_axes]
         lines += [f"## {phase.name}", ""]
-        header = [*axes, "n", *metrics]
+        header = [*axes, "seeds", *metrics]  # not "n": Fig. 2's layer axis is called n
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         cells: dict[tuple, dict[str, dict[str, Any]]] = {}
         order: list[tuple] = []
         for metric in metrics:
             for group in aggregate(phase_rows, axes, metric):
-                key = tuple(group[a] for a in axes)
+                key = tuple(group["labels"][a] for a in axes)
                 if key not in cells:
                     cells[key] = {}
                     order.append(key)
@@ -124,7 +126,7 @@ def markdown(plan: runner.Plan, table: Sequence[Mapping[str, Any]], metrics: Seq
                 order.append(key)
         for key in order:
             groups = cells[key]
-            n = max((g["n"] for g in groups.values()), default=0)
+            n = max((g["count"] for g in groups.values()), default=0)
             values = [_mean_std(groups[m]) if m in groups else "—" for m in metrics]
             lines.append("| " + " | ".join([*map(str, key), str(n), *values]) + " |")
         lines.append("")
