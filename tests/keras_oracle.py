@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -128,6 +129,8 @@ def keras_reference(
 ) -> KerasReference:
     """The cached reference for `name` (built by `builder()` on a miss; see the module docstring).
 
+    `name` identifies one reference: building it for other inputs or taps replaces the cached one.
+
     `taps` maps tljax tap names to Keras layer names whose outputs are recorded on `inputs` (NHWC
     float32). `logits_layer`: a layer whose activation is replaced by the identity before the taps
     are recorded, so the tap mapped to it is the logits of a softmax classifier. `formats`: the layouts
@@ -156,6 +159,13 @@ def keras_reference(
                 seconds = time.perf_counter() - start
                 shutil.rmtree(directory, ignore_errors=True)
                 os.rename(staging, directory)
+                # Older references of this name (another digest: the oracle or the inputs changed)
+                # are stale; VGG16's hold 1.6 GB.
+                for stale in root.glob(f"{name}-*"):
+                    if stale != directory and re.fullmatch(
+                        rf"{re.escape(name)}-[0-9a-f]{{16}}", stale.name
+                    ):
+                        shutil.rmtree(stale, ignore_errors=True)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     with np.load(directory / "reference.npz") as data:

@@ -287,3 +287,26 @@ def test_not_a_keras_file(tmp_path):
     with pytest.raises(WeightFileError, match="without config.json"):
         read_keras(archive)
     assert os.path.exists(archive)
+
+
+def test_oracle_builds_once_and_replaces_stale_references(tmp_path, monkeypatch):
+    from tests.keras_oracle import keras_reference
+
+    monkeypatch.setenv("TLJAX_KERAS_ORACLE_CACHE", str(tmp_path))
+    builds = []
+
+    def builder():
+        builds.append(1)
+        return _tiny_keras()
+
+    x = np.random.default_rng(0).standard_normal((1, 13, 11, 3)).astype(np.float32)
+    taps = {"c1": "c1"}
+    first = keras_reference("tiny", builder, x, taps, formats=("weights_h5",))
+    again = keras_reference("tiny", builder, x, taps, formats=("weights_h5",))
+    assert len(builds) == 1 and again.seconds == 0.0 and again.directory == first.directory
+    np.testing.assert_array_equal(again.outputs["c1"], first.outputs["c1"])
+    assert list(first.files) == ["weights_h5"] and first.files["weights_h5"].is_file()
+    other = keras_reference("tiny", builder, x + 1, taps, formats=("weights_h5",))
+    assert len(builds) == 2 and other.directory != first.directory
+    assert not first.directory.exists()  # the stale reference of the same name is gone
+    assert not list(first.directory.parent.glob(".tiny-*"))  # no staging left behind
