@@ -44,7 +44,7 @@ def test_relative_mce_is_paired_by_seed_and_averaged_over_seeds():
     }
     rows = [_row("none", s, *base[s]) for s in base] + [_row("augmix", s, *model[s]) for s in model]
     summary = {g["augment"]: g for g in robustness_table.summarize(rows)}
-    expected = []
+    expected, mce = [], []
     for seed in (0, 1):
         (bc, bacc), (mc, macc) = base[seed], model[seed]
         # Hendrycks & Dietterich: per corruption, the model's summed error increase over its clean
@@ -54,10 +54,14 @@ def test_relative_mce_is_paired_by_seed_and_averaged_over_seeds():
             for n in NAMES
         ]
         expected.append(np.mean(ratios))
+        mce.append(
+            np.mean([sum(1 - a for a in macc[n]) / sum(1 - a for a in bacc[n]) for n in NAMES])
+        )
     got = summary["augmix"]["relative_mce"]
     np.testing.assert_allclose(got["values"], expected, rtol=1e-12)
     assert got["mean"] == pytest.approx(np.mean(expected))
     assert got["std"] == pytest.approx(np.std(expected, ddof=1))
+    np.testing.assert_allclose(summary["augmix"]["mce"]["values"], mce, rtol=1e-12)
     np.testing.assert_allclose(summary["none"]["relative_mce"]["values"], [1.0, 1.0])
     assert summary["augmix"]["n"] == 2
     assert summary["augmix"]["none_clean"]["values"] == [0.82, 0.75]

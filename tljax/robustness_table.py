@@ -5,7 +5,7 @@ A sweep's report hook (`configs/sweeps/augment_table.py`) calls `score_rows` on 
 `tljax.experiments.report.rows`): each finished run is scored by `tljax.corruption_eval.evaluate_run`
 once and the result cached in `RUN/robustness.json` beside the settings it was scored with (a later
 report with other settings scores again). `summarize` then groups the runs and computes, per run, the
-relative mCE (Hendrycks & Dietterich) against the baseline augmentation's run *of the same recipe and
+mCE and relative mCE (Hendrycks & Dietterich) against the baseline augmentation's run *of the same recipe and
 seed* (the same training subset and initialisation), and `markdown` writes the table.
 """
 
@@ -84,8 +84,8 @@ def summarize(
     seed_column: str = "seed",
 ) -> list[dict[str, Any]]:
     """Per group of `by` (first-seen order): `n` and, for each metric, its per-run `values`, `mean` and
-    sample `std`. Metrics: `test_accuracy` (the run's own test score), `clean`, `corrupted` and
-    `relative_mce` without adaptation, and `clean`/`corrupted` after AdaBN and TENT. A run's relative
+    sample `std`. Metrics: `test_accuracy` (the run's own test score), `clean`, `corrupted`, `mce` and
+    `relative_mce` without adaptation, and `clean`/`corrupted` after AdaBN and TENT. A run's (relative)
     mCE is against the run with `baseline` (column, value) and the same other `by` columns and seed;
     it is missing when that run is not scored."""
     column, value = baseline
@@ -116,6 +116,7 @@ def summarize(
                 baseline_clean_accuracy=base["clean_accuracy"],
                 baseline=_accuracies(base),
             )
+            add("mce", report["mce"])
             add("relative_mce", report["relative_mce"])
     out = []
     for key, metrics in groups.items():
@@ -135,6 +136,7 @@ COLUMNS = (
     ("test_accuracy", "test acc (run)"),
     ("none_clean", "clean"),
     ("none_corrupted", "corrupted"),
+    ("mce", "mCE"),
     ("relative_mce", "rel. mCE"),
     ("adabn_clean", "AdaBN clean"),
     ("adabn_corrupted", "AdaBN corrupted"),

@@ -248,7 +248,7 @@ def _primitives(jaxpr) -> set[str]:
 @pytest.mark.parametrize("image_ops", [("randaugment",), ("augmix",)])
 def test_families_switch_per_example_instead_of_computing_every_op(image_ops, photos):
     # Vmapping the per-example op choice turns `lax.switch` into a select that runs every op on every
-    # image (40× slower at 224²); a real `cond` must survive in the compiled program, JSD views included.
+    # image (tens of times slower); a real `cond` must survive in the compiled program, JSD views included.
     normalised = (photos * 255.0 - np.asarray(MEAN)) / np.asarray(STD)
     batch = {"image": jnp.asarray(normalised, jnp.float32), "label": jnp.arange(4)}
     jaxpr = jax.make_jaxpr(_augment(image_ops=image_ops))(batch, jax.random.key(0))

@@ -76,7 +76,7 @@ def _warp(image: jax.Array, a, b, c, d, e, f) -> jax.Array:
     )
     coordinates = jnp.einsum("ij,jhw->ihw", matrix, jnp.stack([rows, cols])) + offset[:, None, None]
     # One 2-D interpolation per channel (dm-pix's, the one its `affine_transform` uses): warping the
-    # [H, W, C] volume in 3-D would interpolate along channels too, 8 corners instead of 4, 4× slower.
+    # [H, W, C] volume in 3-D would interpolate along channels too, 8 corners instead of 4.
     warped = jax.vmap(
         lambda channel: dm_pix.flat_nd_linear_interpolate_constant(channel, coordinates, cval=FILL),
         in_axes=-1,
@@ -180,7 +180,7 @@ def sharpness(image: jax.Array, magnitude: jax.Array | float, key: jax.Array) ->
     SMOOTH is the 3×3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13; PIL leaves the 1-pixel border as it
     was, and so does this.
     """
-    # The kernel is a 3×3 box sum plus 4× the centre: a window sum is 10× faster on a CPU than the
+    # The kernel is a 3×3 box sum plus 4× the centre: a window sum is much cheaper on a CPU than the
     # equivalent depthwise convolution.
     box = jax.lax.reduce_window(image, 0.0, jax.lax.add, (3, 3, 1), (1, 1, 1), "VALID")
     smoothed = (box + 4.0 * image[1:-1, 1:-1]) / 13.0

@@ -9,7 +9,7 @@ maps), so a larger M is always stronger.
 All randomness comes from one key per example. The draws are vmapped (cheap); the images go through
 `lax.map`, one example at a time, so each op choice is a real `lax.switch` that runs only the drawn op
 (and nothing when the op is not applied). Vmapping the images instead would turn the switch into a
-select computing every op of the list for every image: 40× slower at 224² on a CPU (`bench/augment.py`).
+select computing every op of the list for every image (the README's benchmark has the difference).
 """
 
 from __future__ import annotations
