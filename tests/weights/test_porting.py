@@ -190,3 +190,18 @@ def test_a_file_of_another_architecture_is_named(tmp_path, resnet18_sd):
     # Same architecture, another head: no hint, the mis-shaped head is the whole story.
     with pytest.raises(WeightMismatchError, match=r"^weight file does not fit ResNet") as err:
         weights.load(path, models.get("resnet18", num_classes=10))
+
+
+def test_porting_compiles_no_program_per_tensor(resnet18_sd, caplog):
+    # jnp.asarray of a NumPy array compiles a small XLA program per shape (about 50 ms each on CPU,
+    # 30 s of a Lite0 run's start-up under load); the port hands the tree to the device in one
+    # device_put instead, so a 62-tensor ResNet-18 port compiles nothing per tensor.
+    model = models.get("resnet18")
+    jax.clear_caches()  # programs compiled by earlier tests in this process would hide it
+    caplog.set_level("WARNING")
+    with jax.log_compiles(True):
+        variables, _ = port_state_dict(resnet18_sd, model)
+    messages = [r.getMessage() for r in caplog.records]
+    per_tensor = [m for m in messages if "Compiling" in m and "float32[" in m]
+    assert per_tensor == []  # (making the default key compiles its 3 tiny programs, once)
+    assert isinstance(variables["params"]["conv1"]["kernel"], jax.Array)

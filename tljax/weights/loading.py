@@ -261,7 +261,8 @@ def strict_merge(
         )
         init_flat = flatten_dict(dict(init), sep="/")
         got = {k: (init_flat[k] if skipped(k) else got[k]) for k in want}
-    return unflatten_dict({tuple(k.split("/")): jax.numpy.asarray(got[k]) for k in want})
+    # One device_put of the whole tree: jnp.asarray per leaf compiles a small program per shape.
+    return jax.device_put(unflatten_dict({tuple(k.split("/")): got[k] for k in want}))
 
 
 def convert(weights_name_or_path: str, out: str, arch: str | None = None) -> Path:

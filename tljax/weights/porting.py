@@ -388,7 +388,8 @@ def port_state_dict(
         for target in expected:
             if target not in flat:
                 flat[target] = init_flat[target]
-    return unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()}), report
+    # One device_put of the whole tree: jnp.asarray per leaf compiles a small program per shape.
+    return jax.device_put(unflatten_dict(flat)), report
 
 
 def _full_model(model: nn.Module) -> nn.Module:
