@@ -50,7 +50,11 @@ def test_parameter_count_is_torchvisions(name):
     assert count == TORCHVISION_PARAMS[name]
 
 
-@pytest.mark.parametrize("name", NEW)
+# The Keras-layout architectures (parity with Keras: test_parity_keras.py, test_keras_files.py).
+KERAS_LAYOUTS = ["mobilenet_v1", "mobilenet_v2_keras", "inception_v3_keras", "xception"]
+
+
+@pytest.mark.parametrize("name", NEW + KERAS_LAYOUTS)
 def test_finetune_top_and_feature_extractor_cover_every_parameter(name):
     """The trainer's recipes need nothing model-specific: stages() → rules that match every parameter
     (assign_groups refuses an unmatched one), the last stages train, the rest is frozen."""

@@ -35,6 +35,10 @@ ARCHITECTURES = [
     "mobilenet_v3_small",
     "googlenet",
     "inception_v3",
+    "mobilenet_v1",
+    "mobilenet_v2_keras",
+    "inception_v3_keras",
+    "xception",
 ]
 
 

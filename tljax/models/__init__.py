@@ -15,6 +15,10 @@ Tap names (see each architecture's module docstring; list them with `tap_names(m
   * GoogLeNet: conv1, maxpool1, conv2, conv3, maxpool2, inception_3a … inception_5b (with maxpool3/4
            between), [aux1, aux2 with aux_logits=True], pool, logits
   * Inception V3: Conv2d_1a_3x3 … Conv2d_4a_3x3 with maxpool1/2, Mixed_5b … Mixed_7c, [aux], pool, logits
+  * Inception V3 (Keras layout): the same stem, mixed0 … mixed10, pool, logits
+  * MobileNet V1: stem, blocks.1 … blocks.13 (Keras' block ids), pool, logits
+  * Xception: entry_flow.0 … entry_flow.3, middle_flow.0 … middle_flow.7, exit_flow.0, exit_flow, pool,
+           logits
   * CaffeNet-like: conv{i}, [bn{i},] relu{i} (i = 1..5), pool1, pool2, pool5, pool, fc6, relu6, fc7,
            relu7, logits
 A forward pass with `taps` stops after the deepest requested tap.
@@ -30,8 +34,10 @@ from tljax.models import (  # noqa: F401  (registers the architectures)
     googlenet,
     inception_v3,
     mobilenet,
+    mobilenet_v1,
     resnet,
     vgg,
+    xception,
 )
 from tljax.models.registry import get, list_models, tap_names
 

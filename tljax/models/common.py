@@ -77,6 +77,7 @@ def batch_norm(
     frozen_bn: Sequence[str],
     epsilon: float,
     momentum: float = 0.9,
+    use_scale: bool = True,
     dtype=jnp.float32,
     param_dtype=jnp.float32,
 ) -> Array:
@@ -84,13 +85,15 @@ def batch_norm(
 
     In training mode a layer normalises with batch statistics and updates its running averages, unless its
     path matches `frozen_bn`: then it uses (and keeps) the stored statistics, like Keras `training=False`.
-    `momentum=0.9` in Flax equals PyTorch's default `momentum=0.1`.
+    `momentum=0.9` in Flax equals PyTorch's default `momentum=0.1`. `use_scale=False` is a BN without a
+    learned scale (Keras' `scale=False`, e.g. Keras Inception V3).
     """
     frozen = bn_is_frozen(module_path(parent, name), frozen_bn)
     return nn.BatchNorm(
         use_running_average=(not train) or frozen,
         momentum=momentum,
         epsilon=epsilon,
+        use_scale=use_scale,
         dtype=dtype,
         param_dtype=param_dtype,
         name=name,

@@ -57,6 +57,8 @@ class BasicConv(nn.Module):
     stride: int = 1
     padding: int | tuple[int, int] = 0  # torch's symmetric (ph, pw)
     epsilon: float = 1e-3
+    momentum: float = 0.9  # Flax's 0.9 is torch's default 0.1; Keras' default is 0.99
+    bn_scale: bool = True  # Keras Inception V3's `conv2d_bn` has BatchNormalization(scale=False)
     conv: ModuleDef = Conv
     kernel_init: Any = weight_init
 
@@ -82,6 +84,8 @@ class BasicConv(nn.Module):
             train=self.train,
             frozen_bn=self.frozen_bn,
             epsilon=self.epsilon,
+            momentum=self.momentum,
+            use_scale=self.bn_scale,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )

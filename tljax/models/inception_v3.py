@@ -1,4 +1,9 @@
-"""Inception V3 (Szegedy et al. 2015) in torchvision's layout, 299×299 native, auxiliary head optional.
+"""Inception V3 (Szegedy et al. 2015) in torchvision's or Keras' layout, 299×299 native, aux head optional.
+
+`inception_v3` is torchvision's layout (below); `inception_v3_keras` (`layout="keras"`) is
+`keras.applications.InceptionV3`: the same convolutions, but BN without a scale (Keras `scale=False`,
+momentum 0.99), 3×3 average pools that divide by the real pixels only, no auxiliary head, no
+`transform_input`, Mixed taps named `mixed0` … `mixed10`.
 
 Every conv is torchvision's BasicConv2d (conv without bias, BN eps 1e-3, ReLU) with torch's symmetric
 padding, including the factorised 1×7 / 7×1 and 1×3 / 3×1 convs; the average pools of the A, C and E
@@ -104,9 +109,21 @@ BLOCK_CONVS: dict[str, tuple[tuple[str, int | None, Any, int, Any], ...]] = {
 }
 
 
-def _avg_pool_3x3(x):
-    """`F.avg_pool2d(x, 3, stride=1, padding=1)`: zero padding counted in the mean, as torch does."""
-    return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=True)
+LAYOUTS = ("torchvision", "keras")
+keras_conv_init = nn.initializers.glorot_uniform()  # Keras' Conv2D / Dense default
+
+
+def _avg_pool_3x3(x, layout: str):
+    """The 3×3 stride-1 average pool of the A, C and E blocks. torchvision's `F.avg_pool2d(x, 3, 1, 1)`
+    counts the zero padding in the mean; Keras' `AveragePooling2D(3, 1, 'same')` divides by the number
+    of real pixels in the window (the two differ on the border)."""
+    return nn.avg_pool(
+        x,
+        (3, 3),
+        strides=(1, 1),
+        padding=((1, 1), (1, 1)),
+        count_include_pad=layout == "torchvision",
+    )
 
 
 class Mixed(nn.Module):
@@ -120,9 +137,13 @@ class Mixed(nn.Module):
     dtype: Any
     param_dtype: Any
     conv: ModuleDef = Conv
+    layout: str = "torchvision"
 
     @nn.compact
     def __call__(self, x):
+        keras = self.layout == "keras"
+        # Keras' `conv2d_bn`: BatchNormalization(scale=False), default momentum 0.99 (eps 1e-3 in both).
+        bn: dict[str, Any] = {"momentum": 0.99, "bn_scale": False} if keras else {}
         convs = {}
         for name, features, kernel, stride, padding in BLOCK_CONVS[self.kind]:
             convs[name] = BasicConv(
@@ -135,8 +156,9 @@ class Mixed(nn.Module):
                 stride=stride,
                 padding=padding,
                 conv=self.conv,
-                kernel_init=conv_init,
+                kernel_init=keras_conv_init if keras else conv_init,
                 name=name,
+                **bn,
             )
 
         def chain(*names):
@@ -150,7 +172,7 @@ class Mixed(nn.Module):
                 chain("branch1x1"),
                 chain("branch5x5_1", "branch5x5_2"),
                 chain("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
-                convs["branch_pool"](_avg_pool_3x3(x)),
+                convs["branch_pool"](_avg_pool_3x3(x, self.layout)),
             ]
         elif self.kind == "B":
             branches = [
@@ -163,7 +185,7 @@ class Mixed(nn.Module):
                 chain("branch1x1"),
                 chain("branch7x7_1", "branch7x7_2", "branch7x7_3"),
                 chain(*(f"branch7x7dbl_{i}" for i in range(1, 6))),
-                convs["branch_pool"](_avg_pool_3x3(x)),
+                convs["branch_pool"](_avg_pool_3x3(x, self.layout)),
             ]
         elif self.kind == "D":
             branches = [
@@ -180,7 +202,7 @@ class Mixed(nn.Module):
                 convs["branch3x3_2b"](b3),
                 convs["branch3x3dbl_3a"](b3dbl),
                 convs["branch3x3dbl_3b"](b3dbl),
-                convs["branch_pool"](_avg_pool_3x3(x)),
+                convs["branch_pool"](_avg_pool_3x3(x, self.layout)),
             ]
         return jnp.concatenate(branches, axis=-1)
 
@@ -213,7 +235,13 @@ class InceptionAux(nn.Module):
 
 
 class InceptionV3(nn.Module):
-    """Inception V3 (torchvision layout); `include_top=False` returns pooled features [B, 2048]."""
+    """Inception V3 in torchvision's (default) or Keras' `layout`; `include_top=False` returns pooled
+    features [B, 2048].
+
+    `layout="keras"` is `keras.applications.InceptionV3`: the same convolutions, but BN without a scale
+    (Keras momentum 0.99), average pools that exclude the padding, no auxiliary head, and the Mixed
+    blocks' taps named after Keras' `mixed0` … `mixed10` (module names stay `Mixed_5b` …).
+    """
 
     num_classes: int = 1000
     include_top: bool = True
@@ -224,6 +252,7 @@ class InceptionV3(nn.Module):
     param_dtype: Any = jnp.float32
     frozen_bn: Sequence[str] = ()
     conv: ModuleDef = Conv  # every convolution; `nn.Conv` runs flax's (same variables)
+    layout: str = "torchvision"  # or "keras"
 
     # Not a field: below 299 px the auxiliary head's 5×5 convolution has nothing to read, and below
     # 75 px the VALID stem runs out of pixels; variables are created at this size (common.init_size).
@@ -232,11 +261,15 @@ class InceptionV3(nn.Module):
     def _aux(self) -> bool:
         return self.aux_logits and self.include_top
 
+    def _mixed_tap(self, index: int) -> str:
+        """The tap of the index-th Mixed block: torchvision's module name, or Keras' layer name."""
+        return f"mixed{index}" if self.layout == "keras" else MIXED[index][0]
+
     def tap_names(self) -> tuple[str, ...]:
         stem = [name for name, *_ in STEM]
         names = [*stem[:3], "maxpool1", *stem[3:], "maxpool2"]
-        for name, _, _ in MIXED:
-            names.append(name)
+        for index, (name, _, _) in enumerate(MIXED):
+            names.append(self._mixed_tap(index))
             if name == "Mixed_6e" and self._aux():
                 names.append("aux")
         names.append("pool")
@@ -269,8 +302,17 @@ class InceptionV3(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
-        rec = TapRecorder(taps, self.tap_names(), "inception_v3")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"InceptionV3: layout={self.layout!r}; expected one of {LAYOUTS}")
+        keras = self.layout == "keras"
+        if keras and self.aux_logits:
+            raise ValueError(
+                "InceptionV3: Keras' Inception V3 has no auxiliary head; use aux_logits=False with "
+                "layout='keras' (or the torchvision layout, `inception_v3`, for the head)"
+            )
+        rec = TapRecorder(taps, self.tap_names(), f"inception_v3{'_keras' if keras else ''}")
         common = (train, tuple(self.frozen_bn), self.dtype, self.param_dtype)
+        bn: dict[str, Any] = {"momentum": 0.99, "bn_scale": False} if keras else {}
         x = x.astype(self.dtype)
         if self.transform_input:
             mean, std = jnp.asarray(_MEAN, self.dtype), jnp.asarray(_STD, self.dtype)
@@ -283,8 +325,9 @@ class InceptionV3(nn.Module):
                 stride=stride,
                 padding=padding,
                 conv=self.conv,
-                kernel_init=conv_init,
+                kernel_init=keras_conv_init if keras else conv_init,
                 name=name,
+                **bn,
             )(x)
             if rec.add(name, x):
                 return rec.outputs
@@ -293,9 +336,9 @@ class InceptionV3(nn.Module):
                 x = max_pool_torch(x, 3, 2)
                 if rec.add(pool, x):
                     return rec.outputs
-        for name, kind, argument in MIXED:
-            x = Mixed(kind, argument, *common, conv=self.conv, name=name)(x)
-            if rec.add(name, x):
+        for index, (name, kind, argument) in enumerate(MIXED):
+            x = Mixed(kind, argument, *common, conv=self.conv, layout=self.layout, name=name)(x)
+            if rec.add(self._mixed_tap(index), x):
                 return rec.outputs
             if name == "Mixed_6e" and self._aux():
                 if rec.active and "aux" in rec.pending or self.is_initializing():
@@ -311,7 +354,7 @@ class InceptionV3(nn.Module):
             self.num_classes,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            kernel_init=conv_init,
+            kernel_init=keras_conv_init if keras else conv_init,
             name="classifier",
         )(x)
         if rec.add("logits", x):
@@ -323,3 +366,12 @@ class InceptionV3(nn.Module):
 def inception_v3(**kwargs) -> InceptionV3:
     """Inception V3 (torchvision layout, 299², `transform_input=True` like its pretrained weights)."""
     return InceptionV3(**kwargs)
+
+
+@register("inception_v3_keras")
+def inception_v3_keras(**kwargs) -> InceptionV3:
+    """Inception V3 (Keras Applications layout, 299²): its weights take [-1, 1] input directly (no
+    transform_input) and its classifier has no dropout."""
+    return InceptionV3(
+        **{"layout": "keras", "transform_input": False, "dropout_rate": 0.0, **kwargs}
+    )

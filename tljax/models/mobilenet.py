@@ -100,20 +100,25 @@ V3_SMALL = (
     (96, 5, 576, 96, True, _HS, 1),
 )
 
-# name: (version, width multiplier); V3's hidden classifier width is 1280 (Large) / 1024 (Small).
+# name: (version, layout); V3's hidden classifier width is 1280 (Large) / 1024 (Small). The width
+# multiplier is the model's `alpha` field.
 MOBILENET_VARIANTS = {
-    "mobilenet_v2": ("v2", 1.0),
-    "mobilenet_v3_large": ("v3_large", 1.0),
-    "mobilenet_v3_small": ("v3_small", 1.0),
+    "mobilenet_v2": ("v2", "torchvision"),
+    "mobilenet_v3_large": ("v3_large", "torchvision"),
+    "mobilenet_v3_small": ("v3_small", "torchvision"),
+    "mobilenet_v2_keras": ("v2", "keras"),
 }
 
 
-def block_specs(version: str, width: float = 1.0) -> list[InvertedResidualSpec]:
-    """Every inverted residual of a variant, in order, after width scaling (torchvision's arithmetic)."""
+def block_specs(
+    version: str, width: float = 1.0, layout: str = "torchvision"
+) -> list[InvertedResidualSpec]:
+    """Every inverted residual of a variant, in order, after width scaling (torchvision's arithmetic, or
+    Keras' for V2, which truncates `c · α` to an int before rounding to a multiple of 8)."""
     if version == "v2":
         specs, in_ch = [], make_divisible(32 * width)
         for t, c, n, s in V2_SETTING:
-            out_ch = make_divisible(c * width)
+            out_ch = make_divisible(int(c * width) if layout == "keras" else c * width)
             for i in range(n):
                 # torchvision: hidden = int(round(inp * t)); the block expands only when t != 1.
                 hidden = int(round(in_ch * t))
@@ -139,6 +144,15 @@ def block_specs(version: str, width: float = 1.0) -> list[InvertedResidualSpec]:
     ]
 
 
+def conv_padding(kernel: int, layout: str):
+    """torch's symmetric `(k - 1) // 2`, or TF 'SAME' for the Keras layout: the same at stride 1; at
+    stride 2 Keras' `correct_pad` + VALID puts the extra pixel bottom/right, which is what 'SAME' does."""
+    if layout == "keras":
+        return "SAME"
+    pad = (kernel - 1) // 2
+    return ((pad, pad), (pad, pad))
+
+
 class InvertedResidual(nn.Module):
     """1×1 expand (if widths differ / t ≠ 1) → k×k depthwise (stride) → [SE] → 1×1 project (no activation)."""
 
@@ -151,14 +165,14 @@ class InvertedResidual(nn.Module):
     dtype: Any
     param_dtype: Any
     conv: ModuleDef = Conv
+    layout: str = "torchvision"
 
     def _conv(self, features, kernel, name, stride=1, groups=1, bias=False):
-        pad = (kernel - 1) // 2  # torch's symmetric padding
         return self.conv(
             features,
             (kernel, kernel),
             strides=(stride, stride),
-            padding=((pad, pad), (pad, pad)),
+            padding=conv_padding(kernel, self.layout),
             feature_group_count=groups,
             use_bias=bias,
             kernel_init=conv_init,
@@ -205,9 +219,16 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNet(nn.Module):
-    """MobileNet V2 / V3 Large / V3 Small; `variant` is a key of MOBILENET_VARIANTS."""
+    """MobileNet V2 / V3 Large / V3 Small; `variant` is a key of MOBILENET_VARIANTS, `alpha` the width
+    multiplier.
+
+    The Keras layout (`mobilenet_v2_keras`, `keras.applications.MobileNetV2`) is the same network with
+    TF 'SAME' padding (the stride-2 convs pad bottom/right, torch symmetrically), BN eps 1e-3 and Keras
+    momentum 0.999, Keras' width rounding, and no dropout before the classifier.
+    """
 
     variant: str = "mobilenet_v2"
+    alpha: float = 1.0
     num_classes: int = 1000
     include_top: bool = True
     dropout_rate: float = 0.2
@@ -220,21 +241,24 @@ class MobileNet(nn.Module):
     def version(self) -> str:
         return MOBILENET_VARIANTS[self.variant][0]
 
+    @property
+    def layout(self) -> str:
+        return MOBILENET_VARIANTS[self.variant][1]
+
     def _specs(self) -> list[InvertedResidualSpec]:
-        return block_specs(*MOBILENET_VARIANTS[self.variant])
+        return block_specs(self.version, self.alpha, self.layout)
 
     def _expands(self, spec: InvertedResidualSpec) -> bool:
         return spec.expanded != spec.in_ch  # V2's t == 1 block is the only one with equal widths
 
     def _head_width(self) -> int:
         if self.version == "v2":
-            return make_divisible(1280 * max(1.0, MOBILENET_VARIANTS[self.variant][1]))
+            return make_divisible(1280 * max(1.0, self.alpha))
         return 6 * self._specs()[-1].out_ch
 
     def _hidden_width(self) -> int:
         """V3's classifier hidden layer (`last_channel` in torchvision)."""
-        width = MOBILENET_VARIANTS[self.variant][1]
-        return make_divisible((1280 if self.version == "v3_large" else 1024) * width)
+        return make_divisible((1280 if self.version == "v3_large" else 1024) * self.alpha)
 
     def _features(self) -> list[tuple[str, ...]]:
         """Top-level modules of torchvision's `features.0` (stem) … `features.{N}` (head conv), in order."""
@@ -271,12 +295,11 @@ class MobileNet(nn.Module):
         return tuple(out)
 
     def _conv_bn(self, x, features, kernel, stride, name, act, bn):
-        pad = (kernel - 1) // 2
         x = self.conv(
             features,
             (kernel, kernel),
             strides=(stride, stride),
-            padding=((pad, pad), (pad, pad)),
+            padding=conv_padding(kernel, self.layout),
             use_bias=False,
             kernel_init=conv_init,
             dtype=self.dtype,
@@ -289,9 +312,10 @@ class MobileNet(nn.Module):
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         rec = TapRecorder(taps, self.tap_names(), self.variant)
         v2 = self.version == "v2"
-        epsilon, momentum = (
-            (1e-5, 0.9) if v2 else (1e-3, 0.99)
-        )  # V3: torch eps=0.001, momentum=0.01
+        if self.layout == "keras":
+            epsilon, momentum = 1e-3, 0.999  # Keras MobileNetV2's BatchNormalization
+        else:  # V3: torch eps=0.001, momentum=0.01
+            epsilon, momentum = (1e-5, 0.9) if v2 else (1e-3, 0.99)
         bn = dict(
             train=train,
             frozen_bn=self.frozen_bn,
@@ -317,6 +341,7 @@ class MobileNet(nn.Module):
                 self.dtype,
                 self.param_dtype,
                 self.conv,
+                self.layout,
                 name=f"features_{i}",
             )(x)
             if rec.add(f"features.{i}", x):
@@ -338,10 +363,13 @@ class MobileNet(nn.Module):
 
 
 def _make(variant: str):
-    def build(**kwargs) -> MobileNet:
-        return MobileNet(variant=variant, **kwargs)
+    layout = MOBILENET_VARIANTS[variant][1]
+    defaults: dict[str, Any] = {"dropout_rate": 0.0} if layout == "keras" else {}
 
-    build.__doc__ = f"{variant} (torchvision layout)."
+    def build(**kwargs) -> MobileNet:
+        return MobileNet(variant=variant, **{**defaults, **kwargs})
+
+    build.__doc__ = f"{variant} ({layout} layout)."
     return build
 
 

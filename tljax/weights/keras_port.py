@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from tljax import models
+from tljax.weights import keras_layouts  # noqa: F401  (registers the Keras-only architectures' tables)
 from tljax.weights.keras import KerasFile, read_keras
 from tljax.weights.keras_tables import (
     KerasLayoutError,

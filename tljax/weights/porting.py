@@ -227,6 +227,12 @@ IGNORED_SOURCE_KEYS = re.compile(r".*\.num_batches_tracked$")
 
 def name_table(model: nn.Module) -> list[Entry]:
     """The explicit source-key → Flax-path table for `model` (with or without its top)."""
+    if getattr(model, "layout", "torchvision") == "keras":  # mobilenet_v2_keras, inception_v3_keras
+        raise WeightMismatchError(
+            f"{type(model).__name__} in the Keras layout takes Keras files (.h5, .weights.h5, .keras), "
+            "not PyTorch state_dicts: build the torchvision layout for those "
+            "(e.g. mobilenet_v2, inception_v3)"
+        )
     for cls, fn in _TABLES:
         if isinstance(model, cls):
             return fn(model)
