@@ -1,16 +1,24 @@
-"""Forward (inference) throughput, tljax vs torchvision, in one process: images/s and the ratio.
+"""Forward (inference) throughput, tljax vs torchvision and vs Keras 3, in one process: images/s, ratios.
 
     python bench/forward.py                       # CPU: batch 8, each model's native size, fp32
     python bench/forward.py --models=mobilenet_v2,mobilenet_v3_large,mobilenet_v3_small,googlenet,inception_v3
+    python bench/forward.py --models=mobilenet_v1,mobilenet_v2_keras,inception_v3_keras,xception
     python bench/forward.py --batch=256 --dtype=bfloat16 --compile   # GPU: vs torch.compile
 
-Both frameworks get the same random weights (ported), the same input, warm-up runs, then `--iters` timed
-runs; jax is synchronised with `block_until_ready`, torch with `cuda.synchronize`.
+Every framework gets the same input, warm-up runs, then `--iters` timed runs; jax is synchronised with
+`block_until_ready`, torch with `cuda.synchronize`. torchvision models share their random weights with
+tljax (ported). The Keras layouts run against `keras.applications` on the JAX backend with the same
+weights (saved by Keras, read by `tljax.weights.load`), timed through Keras' compiled
+`predict_on_batch`; and against their torchvision twin (same layers and FLOPs, its own random weights:
+torchvision has no MobileNet V1 or Xception). A ratio is the other framework's time / tljax's (> 1: tljax
+is faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 
 import jax
@@ -38,7 +46,15 @@ TORCH_BUILDERS = {
         weights=None, aux_logits=False, transform_input=True, init_weights=True
     ),
 }
-NATIVE_SIZE = {"inception_v3": 299}  # every other model: 224
+NATIVE_SIZE = {"inception_v3": 299, "inception_v3_keras": 299, "xception": 299}  # others: 224
+# The Keras layouts: their keras.applications constructor, and the torchvision model with their layers.
+KERAS_APPS = {
+    "mobilenet_v1": "MobileNet",
+    "mobilenet_v2_keras": "MobileNetV2",
+    "inception_v3_keras": "InceptionV3",
+    "xception": "Xception",
+}
+TORCH_TWIN = {"mobilenet_v2_keras": "mobilenet_v2", "inception_v3_keras": "inception_v3"}
 
 
 def time_fn(fn, iters: int) -> float:
@@ -51,18 +67,49 @@ def time_fn(fn, iters: int) -> float:
     return float(np.median(times))
 
 
-def bench(name: str, batch: int, size: int, dtype: str, iters: int, compile_torch: bool) -> dict:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def _torch_runner(name: str, dtype: str, compile_torch: bool, device: str):
+    """(torch model runner, its state_dict as numpy) for torchvision model `name`."""
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     torch_model = TORCH_BUILDERS[name]().eval()
     state = {k: v.numpy() for k, v in torch_model.state_dict().items()}
     torch_model = torch_model.to(device=device, dtype=torch_dtype)
     if device == "cuda":
         torch_model = torch_model.to(memory_format=torch.channels_last)
-    runner = torch.compile(torch_model) if compile_torch else torch_model
+    return (torch.compile(torch_model) if compile_torch else torch_model), state
 
+
+def _keras_model_and_variables(name: str, size: int, flax_model):
+    """The keras.applications model of a Keras layout (random weights) and those weights in tljax."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    from tljax.weights import load
+
+    if keras.backend.backend() != "jax":
+        raise SystemExit("the Keras comparison needs KERAS_BACKEND=jax")
+    keras_model = getattr(keras.applications, KERAS_APPS[name])(
+        weights=None, input_shape=(size, size, 3), classifier_activation=None
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.weights.h5")
+        keras_model.save_weights(path)
+        variables = load(path, flax_model)
+    return keras_model, variables
+
+
+def bench(name: str, batch: int, size: int, dtype: str, iters: int, compile_torch: bool) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     flax_model = models.get(name, dtype=jnp.dtype(dtype))
-    variables, _ = port_state_dict(state, flax_model)
+    torch_name = TORCH_TWIN.get(name, name)
+    runner = None
+    if torch_name in TORCH_BUILDERS:
+        runner, state = _torch_runner(torch_name, dtype, compile_torch, device)
+    keras_model = None
+    if name in KERAS_APPS:
+        keras_model, variables = _keras_model_and_variables(name, size, flax_model)
+    else:
+        variables, _ = port_state_dict(state, flax_model)
     if dtype != "float32":  # serve weights in the compute dtype, as torch does
         variables = jax.tree_util.tree_map(lambda a: a.astype(dtype), variables)
     forward = jax.jit(flax_model.apply)
@@ -82,19 +129,25 @@ def bench(name: str, batch: int, size: int, dtype: str, iters: int, compile_torc
         if device == "cuda":
             torch.cuda.synchronize()
 
+    def run_keras():
+        np.asarray(keras_model.predict_on_batch(x))
+
+    timed = {"tljax": run_jax}
+    if runner is not None:
+        timed["torch"] = run_torch
+    if keras_model is not None:
+        timed["keras"] = run_keras
     for _ in range(3):
-        run_jax()
-        run_torch()
-    t_jax, t_torch = time_fn(run_jax, iters), time_fn(run_torch, iters)
-    return {
-        "model": name,
-        "device": device,
-        "batch": batch,
-        "dtype": dtype,
-        "tljax img/s": batch / t_jax,
-        "torch img/s": batch / t_torch,
-        "ratio": t_torch / t_jax,
-    }
+        for fn in timed.values():
+            fn()
+    seconds = {framework: time_fn(fn, iters) for framework, fn in timed.items()}
+    row = {"model": name, "device": device, "batch": batch, "dtype": dtype}
+    for framework in ("tljax", "torch", "keras"):
+        t = seconds.get(framework)
+        row[f"{framework} img/s"] = batch / t if t else None
+        if framework != "tljax":
+            row[f"{framework} ratio"] = t / seconds["tljax"] if t else None
+    return row
 
 
 def main() -> None:
@@ -111,15 +164,22 @@ def main() -> None:
         f"{torch.get_num_threads()} threads"
     )
     print(
-        f"| model | device | batch | dtype | tljax img/s | torch{' (compiled)' if args.compile else ''} img/s | ratio |"
+        f"| model | device | batch | dtype | tljax img/s | torch{' (compiled)' if args.compile else ''}"
+        " img/s | ratio | keras img/s | ratio |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def cell(value, fmt):
+        return "–" if value is None else format(value, fmt)
+
     for name in args.models.split(","):
         size = args.size or NATIVE_SIZE.get(name, 224)
         r = bench(name, args.batch, size, args.dtype, args.iters, args.compile)
         print(
-            f"| {r['model']} | {r['device']} | {r['batch']} | {r['dtype']} | {r['tljax img/s']:.1f} | "
-            f"{r['torch img/s']:.1f} | {r['ratio']:.2f}× |",
+            f"| {r['model']} | {r['device']} | {r['batch']} | {r['dtype']} | "
+            f"{r['tljax img/s']:.1f} | {cell(r['torch img/s'], '.1f')} | "
+            f"{cell(r['torch ratio'], '.2f')}× | {cell(r['keras img/s'], '.1f')} | "
+            f"{cell(r['keras ratio'], '.2f')}× |",
             flush=True,
         )
 
