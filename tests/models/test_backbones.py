@@ -110,3 +110,12 @@ def test_googlenet_aux_heads_are_optional_and_dropped_by_name():
     np.testing.assert_array_equal(
         variables["params"]["aux2"]["fc2"]["kernel"], state_dict["aux2.fc2.weight"].T
     )
+
+
+def test_keras_layout_options_keras_lacks_are_refused_naming_the_fix():
+    from tljax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no auxiliary head; use aux_logits=False"):
+        _abstract(models.get("inception_v3_keras", aux_logits=True))
+    with pytest.raises(ConfigError, match="integer depth_multiplier ≥ 1"):
+        _abstract(models.get("mobilenet_v1", depth_multiplier=0))

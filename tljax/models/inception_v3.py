@@ -25,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tljax.errors import ConfigError
 from tljax.models.common import TapRecorder, max_pool_torch
 from tljax.models.conv import Conv
 from tljax.models.googlenet import _MEAN, _STD, BasicConv
@@ -303,10 +304,10 @@ class InceptionV3(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         if self.layout not in LAYOUTS:
-            raise ValueError(f"InceptionV3: layout={self.layout!r}; expected one of {LAYOUTS}")
+            raise ConfigError(f"InceptionV3: layout={self.layout!r}; expected one of {LAYOUTS}")
         keras = self.layout == "keras"
         if keras and self.aux_logits:
-            raise ValueError(
+            raise ConfigError(
                 "InceptionV3: Keras' Inception V3 has no auxiliary head; use aux_logits=False with "
                 "layout='keras' (or the torchvision layout, `inception_v3`, for the head)"
             )

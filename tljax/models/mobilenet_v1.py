@@ -25,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tljax.errors import ConfigError
 from tljax.models.common import TapRecorder, batch_norm
 from tljax.models.conv import Conv
 from tljax.models.registry import register
@@ -147,7 +148,7 @@ class MobileNetV1(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, taps: Sequence[str] | None = None):
         if self.depth_multiplier < 1 or self.alpha <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"MobileNetV1: alpha={self.alpha}, depth_multiplier={self.depth_multiplier}; "
                 "need alpha > 0 (Keras' ImageNet weights: 0.25, 0.5, 0.75, 1.0) and an integer "
                 "depth_multiplier ≥ 1"
