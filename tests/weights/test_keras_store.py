@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 import tests.keras_oracle  # noqa: F401  (KERAS_BACKEND=jax before keras is imported)
+import tljax.models as models
 from tljax.weights import registry, store
 from tljax.weights.registry import get_spec, keras_preprocessing, list_weights
 from tljax.weights.store import ChecksumError, WeightsUnavailableError, resolve
 
-KERAS_NAMES = ["resnet50_keras", "resnet101_keras", "resnet152_keras", "vgg16_keras", "vgg19_keras"]
+CAFFE = ["resnet50_keras", "resnet101_keras", "resnet152_keras", "vgg16_keras", "vgg19_keras"]
+TF = ["mobilenet_v1", "mobilenet_v2_keras", "inception_v3_keras", "xception"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,25 +28,51 @@ def _isolated_caches(tmp_path, monkeypatch):
 
 
 def test_entries_are_the_files_keras_applications_downloads():
-    from keras.src.applications import resnet, vgg16, vgg19
+    from keras.src.applications import (
+        inception_v3,
+        mobilenet,
+        mobilenet_v2,
+        resnet,
+        vgg16,
+        vgg19,
+        xception,
+    )
 
-    assert [n for n in list_weights() if get_spec(n).source == "keras"] == KERAS_NAMES
+    assert [n for n in list_weights() if get_spec(n).source == "keras"] == CAFFE + TF
     for depth in (50, 101, 152):
         spec = get_spec(f"resnet{depth}_keras")
         assert spec.url == f"{resnet.BASE_WEIGHTS_PATH}{spec.filename}"
         assert spec.filename == f"resnet{depth}_weights_tf_dim_ordering_tf_kernels.h5"
         assert spec.md5 == resnet.WEIGHTS_HASHES[f"resnet{depth}"][0]  # include_top=True's file
-    for name, module in (("vgg16_keras", vgg16), ("vgg19_keras", vgg19)):
+    for name, module in (
+        ("vgg16_keras", vgg16),
+        ("vgg19_keras", vgg19),
+        ("inception_v3_keras", inception_v3),
+        ("xception", xception),
+    ):
         spec = get_spec(name)
         assert spec.url == module.WEIGHTS_PATH
-        # Keras passes the VGG digests inline to get_file, right after the URL constant.
+        # Keras passes these digests inline to get_file, right after the URL constant.
         pattern = rf'\bWEIGHTS_PATH,\s*cache_subdir="models",\s*file_hash="{spec.md5}"'
         assert re.search(pattern, inspect.getsource(module)), name
-    for name in KERAS_NAMES:
+    assert get_spec("mobilenet_v1").url == mobilenet.BASE_WEIGHT_PATH + "mobilenet_1_0_224_tf.h5"
+    assert get_spec("mobilenet_v2_keras").url == (
+        mobilenet_v2.BASE_WEIGHT_PATH + "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+    )
+    for name, module in (("mobilenet_v1", mobilenet), ("mobilenet_v2_keras", mobilenet_v2)):
+        # Keras publishes no digest for these files, so none is checked.
+        assert "file_hash" not in inspect.getsource(module) and get_spec(name).md5 is None
+    for name in CAFFE + TF:
         spec = get_spec(name)
-        assert spec.arch == name and spec.sha256 is None and len(spec.md5 or "") == 32
-        assert spec.keras_mode == "caffe" and spec.preprocessing.crop == 224
-    assert (get_spec("resnet50_keras").top1, get_spec("vgg16_keras").top1) == (74.9, 71.3)
+        assert spec.arch == name and spec.arch in models.list_models() and spec.sha256 is None
+        assert spec.keras_mode == ("caffe" if name in CAFFE else "tf")
+        assert spec.md5 is None or len(spec.md5) == 32
+        big = name in ("inception_v3_keras", "xception")
+        assert (spec.preprocessing.crop, spec.preprocessing.resize) == (
+            (299, 342) if big else (224, 256)
+        )
+    tops = [get_spec(n).top1 for n in ("resnet50_keras", "vgg16_keras") + tuple(TF)]
+    assert tops == [74.9, 71.3, 70.4, 71.3, 77.9, 79.0]  # the keras.io table
 
 
 @pytest.mark.parametrize(

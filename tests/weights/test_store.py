@@ -111,7 +111,7 @@ def test_registry_matches_torchvision_metadata():
 def test_registry_names_and_lite_specs():
     names = list_weights()
     assert {"vgg16", "vgg16_bn", "resnet50", "resnet50.v2", "efficientnet_lite0"} <= set(names)
-    assert len(names) == len(set(names)) == 31  # 23 torchvision, 3 Lite, 5 Keras
+    assert len(names) == len(set(names)) == 35  # 23 torchvision, 3 Lite, 9 Keras
     lite0 = get_spec("efficientnet_lite0")
     assert lite0.source == "efficientnet_lite" and lite0.arch == "efficientnet_lite0"
     assert lite0.top1 == 75.1

@@ -158,7 +158,7 @@ def keras_preprocessing(mode: str, crop: int = 224) -> Preprocessing:
 _KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 # (registered name = tljax arch, path under _KERAS_URL, md5 as Keras publishes it, mode, crop, top-1)
-_KERAS = [
+_KERAS: list[tuple[str, str, str | None, str, int, float]] = [
     (
         "resnet50_keras",
         "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
@@ -198,6 +198,32 @@ _KERAS = [
         "caffe",
         224,
         71.3,
+    ),
+    # Keras publishes no digest for the MobileNet files (get_file without file_hash): unchecked.
+    ("mobilenet_v1", "mobilenet/mobilenet_1_0_224_tf.h5", None, "tf", 224, 70.4),
+    (
+        "mobilenet_v2_keras",
+        "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+        None,
+        "tf",
+        224,
+        71.3,
+    ),
+    (
+        "inception_v3_keras",
+        "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        "9a0d58056eeedaa3f26cb7ebd46da564",
+        "tf",
+        299,
+        77.9,
+    ),
+    (
+        "xception",
+        "xception/xception_weights_tf_dim_ordering_tf_kernels.h5",
+        "0a58e3b7378bc2990ea3b43d5981f1f6",
+        "tf",
+        299,
+        79.0,
     ),
 ]
 
