@@ -2,8 +2,8 @@
 non-square size (97×131, with the top), read by `tljax.weights.load` from every layout that names or
 counts layers differently, and compared with Keras tap by tap, with and without the top.
 
-The references come from `tests.keras_oracle` (built once, cached per Keras version); each layout must
-port to bitwise the same variables. Formats per model: all four for the two small MobileNets; for the
+The references come from `tests.keras_oracle` (built once, cached per Keras version, every weight
+randomised there); each layout must port to bitwise the same variables. Formats per model: all four for the two small MobileNets; for the
 two ~90 MB ones Keras 3's positional `.weights.h5` (checks the table's `model.layers` order, which for
 Inception V3 is Keras' graph order) and the legacy weights-only `.h5` of the published files (checks
 the names of the layers Keras leaves unnamed).
@@ -47,7 +47,9 @@ def _reference(name: str):
     }  # the logits: built with classifier_activation=None
     return keras_reference(
         f"{name}-tljax-layout",
-        lambda: ref.build(app, input_shape=(*SIZE, 3)),
+        lambda: getattr(ref.keras.applications, app)(
+            weights=None, input_shape=(*SIZE, 3), classifier_activation=None
+        ),
         x,
         layers,
         formats=FILE_FORMATS[name],
