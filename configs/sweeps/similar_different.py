@@ -14,11 +14,12 @@ source) and writes the 2×2 table `figures/table_2x2.md` (best recipe per cell).
     python -m tljax.sweep --sweep=configs/sweeps/similar_different.py --root=/tmp/sweeps         # 41 runs
     python -m tljax.sweep --sweep=configs/sweeps/similar_different.py:quick --root=/tmp/sweeps   # 5 runs
 
-CPU budget (chosen, not measured end to end here): training steps per data size 60 / 155 / 300 / 400
-(10 / 100 / 1,000 / all images per class: ≈ 20, 5, 1.3 and 0.1 epochs for the Lite0 batch of 32 —
-the full set gets a fixed step budget, not epochs); linear probes on the `pool` tap (Lite0) and `relu7`
-(CaffeNet). From the README's timings (Lite0 runs 14–62 s, CaffeNet runs ≈ 11 s on idle cores) the 20
-Lite0 points take ≈ 20 min and the 20 CaffeNet points ≈ 5 min: within the hour on 2 idle cores.
+CPU budget: training steps per data size 60 / 155 / 300 / 400 (10 / 100 / 1,000 / all images per
+class: ≈ 20, 5, 1.3 and 0.1 epochs for the Lite0 batch of 32 — the full set gets a fixed step budget,
+not epochs); linear probes on the `pool` tap (Lite0) and `relu7` (CaffeNet). Measured on a 2-core
+machine shared with other jobs (load 10–14): the source and the 20 `similar` points
+(`--only='^(source|similar)/'`) took ≈ 42 min at nice 5 (README: the table; scratch wins both cells);
+the 20 Lite0 `different` points were not run — the first had not finished after 8 min there.
 `quick`: the similar source, 10 images per class, scratch / feature_extractor / finetune_all, few
 steps, 40 test images per class.
 """

@@ -10,7 +10,7 @@ natural) —
                             fine-tuned at the same learning rate (AnB+, BnB+), the rest re-initialised
                             and trained on B; seeds 0..S-1 (config seed 1000 + s: the fresh upper
                             layers are not the source's own initial ones).
-Every run has the same budget (`configs/transfer.py`, scale `cpu`: 200 images per class, 150 steps of
+Every run has the same budget (`configs/transfer.py`, scale `cpu`: 200 images per class, 300 steps of
 batch 64) and is scored on all 5,000 test images of B. The report draws `figures/fig2_<split>.png`
 (`tljax.experiments.transfer_figures.plot_fig2`) and writes `figures/fig2_<split>.md`.
 
@@ -21,14 +21,18 @@ batch 64) and is scored on all 5,000 test images of B. The report draws `figures
 Arguments (`:quick`, `:gpu`, or `key=value,...`): `scale` (cpu | quick | gpu, see configs/transfer.py),
 `splits` (`+`-separated, default `r0+r1+dissimilar`), `seeds` (default 3), `n` (`+`-separated layers,
 default 1..7), `b_shots` (training images per class of B for baseB and every transfer run, default the
-scale's; baseA keeps the scale's: the paper's "smaller B training set" check of AnB+ ≥ baseB). `quick` = scale quick, split r0, one seed, n=3: six points, the test suite's smoke sweep.
-Budget (cpu): 3 splits × (2 + 7·4) × 3 seeds = 270 runs of ≈ 22 CPU-seconds each, ≈ 50 min on 2 idle
-cores (measured for one point on a loaded machine and extrapolated; the sweep itself was not run in
-full here).
+scale's; baseA keeps the scale's: the paper's "smaller B training set" check of AnB+ ≥ baseB).
+`quick` = scale quick, split r0, one seed, n=3: six points, the test suite's smoke sweep.
+Budget (cpu, 300 steps per run): 3 splits × (2 + 7·4) × 3 seeds = 270 runs. Measured: the full sweep
+(`--workers=2`) took 89 min on a 2-core machine shared with other jobs (load 10–14), 270 done, median
+point 39.6 s wall; the hour on idle cores is an estimate from one point (≈ 13 s wall at 150 steps, of
+which 5.4 s compilation that the sweep's compilation cache now saves after the first point of each
+program). `splits=r0,b_shots=20,n=1+3+5+7` with `--only` on baseB and AnB+ (15 runs): 36 min at nice 5.
 
-Measured, reduced (`:splits=r0,seeds=1,n=1+4+7`, 14 runs, ≈ 11 min on the shared CPU): baseB 91.74%;
-AnB 91.92 / 90.50 / 62.86%, AnB+ 91.88 / 92.56 / 92.38%, BnB 91.56 / 91.28 / 90.62%, BnB+ 91.58 / 92.40 /
-92.48% at n = 1 / 4 / 7 (README: which of the paper's shapes appear).
+Measured (mean over 3 seeds; README: the tables with std, and which of the paper's shapes appear):
+baseB 93.59 / 95.61 / 94.58% (r0 / r1 / dissimilar); AnB at n = 7: 71.15 / 75.90 / 68.51%; BnB within
+−0.9 of baseB at every n (lowest at n = 3–4); BnB+ and AnB+ −0.2…+1.0 around baseB. With 20 images
+per class of B (split r0): baseB 90.76%, AnB+ 89.86–90.49%.
 """
 
 from __future__ import annotations
