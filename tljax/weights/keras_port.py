@@ -2,7 +2,7 @@
 
 `port_keras` maps each weighted layer of a `KerasFile` to the model's Keras table
 (`tljax.weights.keras_tables`), by positional key (`conv2d_3`) for Keras 3 files and by layer name for
-legacy `.h5`, gives each array its role from the table (`gamma`, `beta`, …: Keras 3 files store
+legacy `.h5` (by position, as Keras does, where a Keras 2 file's names differ), gives each array its role from the table (`gamma`, `beta`, …: Keras 3 files store
 `vars/0`, `vars/1`, …), and then runs `porting.port_state_dict` for the shape checks, `skip=` and
 `include_top=False`. A mismatch names the layers that do not fit before the keys.
 """
@@ -15,11 +15,13 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 import jax
 import numpy as np
+from absl import logging
 
 from tljax import models
 from tljax.weights import keras_layouts  # noqa: F401  (registers the Keras-only architectures' tables)
 from tljax.weights.keras import KerasFile, read_keras
 from tljax.weights.keras_tables import (
+    KerasLayerSpec,
     KerasLayoutError,
     file_layer_ids,
     keras_entries,
@@ -68,7 +70,9 @@ def port_keras(
     wanted = set(table_layer_ids(keras_file, keras_layer_table(model)))
     state: dict[str, np.ndarray] = {}
     notes: list[str] = []
-    ids = file_layer_ids(keras_file)
+    ids = _legacy_ids_by_position(keras_file, table, keras_layer_table(model)) or file_layer_ids(
+        keras_file
+    )
     for layer, ident in zip(keras_file.layers, ids):
         spec = expected.get(ident)
         if spec is None:
@@ -120,6 +124,40 @@ def port_keras(
                 "fourth Conv2D; names in parentheses are the ones the file records)"
             )
         raise WeightMismatchError("\n".join(lines) + "\n" + str(error)) from error
+
+
+def _legacy_ids_by_position(
+    keras_file: KerasFile, *tables: Sequence[KerasLayerSpec]
+) -> list[str] | None:
+    """The table's layer names for a legacy `.h5` whose names do not fit but whose weighted layers do
+    by position (as many, each with its table layer's class and number of weights), else None.
+
+    Keras' own `load_weights(by_name=False)` reads a legacy file by position, and the published
+    Keras Applications files need it: saved by Keras 2, they number the layers Keras leaves unnamed
+    from 1 (`conv2d_1`, `batch_normalization_1`) where Keras 3, and so the tables, start at `conv2d`.
+    The shapes are still checked, name by name, by `port_state_dict`.
+    """
+    if keras_file.format not in ("h5_weights", "h5_model"):
+        return None
+    names = [str(layer.name) for layer in keras_file.layers]
+    for table in tables:
+        if set(names) <= {spec.name for spec in table} or len(names) != len(table):
+            continue
+        fits = all(
+            (layer.class_name in (None, spec.class_name))
+            and len(layer.weights) == len(spec.weights)
+            for layer, spec in zip(keras_file.layers, table)
+        )
+        if fits:
+            logging.info(
+                "%s: layer names differ from the Keras 3 ones (e.g. %s for %s); matched by "
+                "position, as Keras' load_weights does for legacy .h5 files",
+                keras_file.path,
+                next(n for n, spec in zip(names, table) if n != spec.name),
+                next(spec.name for n, spec in zip(names, table) if n != spec.name),
+            )
+            return [spec.name for spec in table]
+    return None
 
 
 def infer_keras_architecture(keras_file: KerasFile) -> tuple[str, bool]:
