@@ -17,9 +17,10 @@ source) and writes the 2×2 table `figures/table_2x2.md` (best recipe per cell).
 CPU budget: training steps per data size 60 / 155 / 300 / 400 (10 / 100 / 1,000 / all images per
 class: ≈ 20, 5, 1.3 and 0.1 epochs for the Lite0 batch of 32 — the full set gets a fixed step budget,
 not epochs); linear probes on the `pool` tap (Lite0) and `relu7` (CaffeNet). Measured on a 2-core
-machine shared with other jobs (load 10–14): the source and the 20 `similar` points
-(`--only='^(source|similar)/'`) took ≈ 42 min at nice 5 (README: the table; scratch wins both cells);
-the 20 Lite0 `different` points were not run — the first had not finished after 8 min there.
+machine shared with other jobs (load 10–14), all 41 points, run in parts with `--only`: the source and
+the 20 `similar` points ≈ 42 min at nice 5 beside the Fig.-2 sweep, the 20 Lite0 `different` points
+≈ 16 min with `--workers=2` (README: the tables; best at 10 / 6,000 per class: finetune_top 75.0 /
+91.5% from ImageNet Lite0, scratch 81.2 / 94.8% with the similar source).
 `quick`: the similar source, 10 images per class, scratch / feature_extractor / finetune_all, few
 steps, 40 test images per class.
 """
