@@ -3,10 +3,10 @@ non-square size (97×131, with the top), read by `tljax.weights.load` from every
 counts layers differently, and compared with Keras tap by tap, with and without the top.
 
 The references come from `tests.keras_oracle` (built once, cached per Keras version, every weight
-randomised there); each layout must port to bitwise the same variables. Formats per model: all four for the two small MobileNets; for the
-two ~90 MB ones Keras 3's positional `.weights.h5` (checks the table's `model.layers` order, which for
-Inception V3 is Keras' graph order) and the legacy weights-only `.h5` of the published files (checks
-the names of the layers Keras leaves unnamed).
+randomised there); each layout must port to bitwise the same variables. Every model in all four
+layouts: Keras 3's positional `.weights.h5` checks the table's `model.layers` order (for Inception V3
+Keras' graph order), the legacy weights-only `.h5` of the published files the names of the layers Keras
+leaves unnamed, the whole-model `.h5` and the `.keras` archive their configs' names and classes.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ ALL = tuple(FORMATS.values())
 FILE_FORMATS = {
     "mobilenet_v1": ALL,
     "mobilenet_v2_keras": ALL,
-    "inception_v3_keras": ("weights_h5", "h5_weights"),
-    "xception": ("weights_h5", "h5_weights"),
+    "inception_v3_keras": ALL,
+    "xception": ALL,
 }
 
 
